@@ -1,0 +1,49 @@
+"""What every CLI of the package shares: logging set-up, --json output, and errors printed without tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+
+from edge_sca.errors import EdgeScaError
+
+
+def setup_logging(verbose: int = 0) -> None:
+    level = logging.DEBUG if verbose > 1 else logging.INFO if verbose >= 0 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
+
+def emit(result: object, as_json: bool, human: Callable[[object], str] | None = None) -> None:
+    """Print a command's result: JSON with --json, else a human summary."""
+    if as_json:
+        print(json.dumps(result, indent=2, default=float))
+    elif human is not None:
+        print(human(result))
+    else:
+        print(json.dumps(result, indent=2, default=float))
+
+
+def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
+    """Parse, dispatch to args.func, and turn EdgeScaError into a one-line message and exit status 2."""
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return 2
+    setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
+    try:
+        return int(args.func(args) or 0)
+    except EdgeScaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

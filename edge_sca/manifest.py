@@ -1,0 +1,103 @@
+"""The manifest: a JSON file beside each .tflite saying what the model is and how to feed it.
+
+It carries the model's sha256 (the device refuses a model that does not match), the input spec, class names,
+decision threshold, calibration set, float-vs-int8 metrics, tool versions, and reference vectors: a few real
+preprocessed inputs with the workstation's outputs, so the device can prove it computes the same thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_sca.config import CLASS_NAMES, DEFAULT_THRESHOLD, INPUT_SIZE
+from edge_sca.errors import ModelError
+
+MANIFEST_FORMAT = 1
+REQUIRED_KEYS = ("format", "model_file", "sha256", "architecture", "input", "class_names", "threshold")
+
+
+def manifest_path(model_path: str | Path) -> Path:
+    """`models/x.tflite` -> `models/x.manifest.json`."""
+    p = Path(model_path)
+    return p.with_name(p.stem + ".manifest.json")
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def encode_pixels(pixels: np.ndarray) -> dict:
+    """A uint8 image as compact JSON: shape, sha256 and zlib+base64 bytes."""
+    raw = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+    return {"shape": list(pixels.shape), "sha256": sha256_bytes(raw),
+            "zlib_b64": base64.b64encode(zlib.compress(raw, 9)).decode("ascii")}
+
+
+def decode_pixels(obj: dict) -> np.ndarray:
+    """Inverse of encode_pixels; ModelError if the bytes do not match their hash."""
+    try:
+        raw = zlib.decompress(base64.b64decode(obj["zlib_b64"]))
+        pixels = np.frombuffer(raw, np.uint8).reshape(obj["shape"])
+    except (KeyError, ValueError, zlib.error) as exc:
+        raise ModelError(f"manifest reference vector is malformed ({exc}); rebuild it with `make quantize`") from exc
+    if sha256_bytes(raw) != obj["sha256"]:
+        raise ModelError("manifest reference vector is corrupt (hash mismatch); rebuild it with `make quantize`")
+    return pixels
+
+
+@dataclass
+class Manifest:
+    """A parsed manifest; `data` keeps every field, the properties name the ones the runtime uses."""
+
+    data: dict
+    path: Path
+
+    @property
+    def sha256(self) -> str:
+        return self.data["sha256"]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.data.get("threshold", DEFAULT_THRESHOLD))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.data.get("class_names", CLASS_NAMES))
+
+    @property
+    def input_size(self) -> int:
+        return int(self.data["input"].get("size", INPUT_SIZE))
+
+    @property
+    def reference_vectors(self) -> list[dict]:
+        return list(self.data.get("reference_vectors", []))
+
+    def save(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
+        tmp.replace(self.path)
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and check a manifest; ModelError with what to do when it is missing or malformed."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path}: manifest not found; build it with `make quantize` or copy it beside the model") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{path}: unreadable manifest ({exc}); rebuild it with `make quantize`") from exc
+    missing = [k for k in REQUIRED_KEYS if k not in data] if isinstance(data, dict) else list(REQUIRED_KEYS)
+    if missing:
+        raise ModelError(f"{path}: manifest lacks {', '.join(missing)}; rebuild it with `make quantize`")
+    if data["format"] > MANIFEST_FORMAT:
+        raise ModelError(f"{path}: manifest format {data['format']} is newer than this runtime "
+                         f"({MANIFEST_FORMAT}); update edge_sca")
+    return Manifest(data, path)

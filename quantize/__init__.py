@@ -1,0 +1,1 @@
+"""Workstation side: ISIC data, CancerNet-SCa architectures, training, int8 calibration, conversion, reports."""

@@ -1,0 +1,252 @@
+"""Training CancerNet-SCa (and the ResNet-50 baseline) on an ISIC folder, resumable epoch by epoch.
+
+The paper's recipe adapted to a CPU: Adam, class-rebalanced batches, rotation / shift / flip augmentation, best
+checkpoint by validation AUROC, progressive resizing (train small, finish at 224). An "epoch" is a fixed number of
+balanced batches, since rebalanced sampling has no natural end. Every epoch writes a checkpoint and a state file;
+`--resume` carries on from them, so a run survives the end of a session.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_sca.config import INPUT_SIZE, MODELS_DIR, TARGET_SENSITIVITY, model_stem
+from edge_sca.isic import load_isic_folder
+from edge_sca.metrics import binary_metrics, threshold_for_sensitivity
+from quantize.data import Arrays, folder_hash, load_split, resize_batch
+from quantize.provenance import git_commit, now_iso, tool_versions, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; stored in the checkpoint state and the model's record."""
+
+    model: str
+    isic_dir: str
+    out_dir: str = str(MODELS_DIR)
+    epochs: int = 30
+    steps_per_epoch: int = 100
+    batch_size: int = 64
+    train_size: int = INPUT_SIZE
+    final_epochs: int = 0
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    seed: int = 0
+    limit: int | None = None
+    threads: int | None = None
+    skip_bad: bool = False
+
+    def size_at(self, epoch: int) -> int:
+        """Image size of a 0-based epoch: train_size, then 224 for the last final_epochs."""
+        return INPUT_SIZE if epoch >= self.epochs - self.final_epochs else self.train_size
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    best_auroc: float = -1.0
+    best_epoch: int = -1
+    images_seen: int = 0
+    train_seconds: float = 0.0
+    history: list[dict] = field(default_factory=list)
+
+
+def _paths(cfg: TrainConfig) -> dict[str, Path]:
+    out = Path(cfg.out_dir)
+    ckpt = out / "checkpoints" / model_stem(cfg.model)
+    return {"ckpt": ckpt, "last": ckpt / "last.keras", "best": ckpt / "best.weights.h5", "state": ckpt / "state.json",
+            "model": out / f"{model_stem(cfg.model)}.keras", "record": out / f"{model_stem(cfg.model)}.json"}
+
+
+def _configure_tf(threads: int | None) -> None:
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, threads))
+
+
+def _optimizer(cfg: TrainConfig, total_steps: int, done_steps: int):
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, max(total_steps, 1), alpha=0.01)
+    opt = (keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay) if cfg.weight_decay
+           else keras.optimizers.Adam(schedule))
+    opt.iterations.assign(done_steps)
+    return opt
+
+
+def _build(cfg: TrainConfig, size: int, weights_from=None, done_steps: int = 0):
+    """A compiled model at `size`, optionally carrying the weights of another (sizes share weights)."""
+    import keras
+
+    from quantize.architectures import build_model
+
+    model = build_model(cfg.model, size)
+    if weights_from is not None:
+        model.set_weights(weights_from.get_weights())
+    model.compile(optimizer=_optimizer(cfg, cfg.epochs * cfg.steps_per_epoch, done_steps),
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing))
+    return model
+
+
+def predict_keras(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    """p(malignant) for uint8 images, in batches (keeps the float copy small)."""
+    from edge_sca.preprocess import to_float
+
+    out = []
+    for i in range(0, len(x), batch):
+        chunk = x[i:i + batch]
+        padded = np.concatenate([chunk, np.zeros((batch - len(chunk), *chunk.shape[1:]), np.uint8)])
+        out.append(model.predict_on_batch(to_float(padded))[: len(chunk), 1])  # fixed shape: no retracing
+    return np.concatenate(out).astype(np.float64)
+
+
+def _dataset(cfg: TrainConfig, train: Arrays, epoch: int):
+    import tensorflow as tf
+
+    from quantize.augment import balanced_batches
+
+    size = train.x.shape[1]
+    sig = (tf.TensorSpec((None, size, size, 3), tf.float32), tf.TensorSpec((None, 2), tf.float32))
+    gen = lambda: balanced_batches(train.x, train.y, cfg.batch_size, seed=cfg.seed * 100_003 + epoch)  # noqa: E731
+    return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(4)
+
+
+def train(cfg: TrainConfig, resume: bool = False, finalize_only: bool = False) -> dict:
+    """Run (or resume) training, then export the best weights at 224 with a JSON record; returns the record."""
+    import keras
+
+    _configure_tf(cfg.threads)
+    keras.utils.set_random_seed(cfg.seed)
+    paths = _paths(cfg)
+    folder = load_isic_folder(cfg.isic_dir, skip_bad=cfg.skip_bad)
+    state, model = TrainState(), None
+    if resume or finalize_only:
+        state, model = _load_checkpoint(cfg, paths)
+    elif paths["state"].exists():
+        raise SystemExit(f"{paths['state']} exists: pass --resume to continue that run, or delete "
+                         f"{paths['ckpt']} to start afresh")
+    paths["ckpt"].mkdir(parents=True, exist_ok=True)
+    train_full, val_full = (load_split(folder, s, skip_bad=cfg.skip_bad, limit=cfg.limit) for s in ("train", "val"))
+    log.info("train %s, val %s", train_full.counts(), val_full.counts())
+    while not finalize_only and state.epoch < cfg.epochs:
+        model = _run_epoch(cfg, state, model, train_full, val_full, paths)
+    return _finalize(cfg, state, folder, val_full, train_full, paths)
+
+
+def _load_checkpoint(cfg: TrainConfig, paths: dict[str, Path]):
+    import json
+
+    import keras
+
+    if not paths["state"].exists():
+        raise SystemExit(f"nothing to resume: {paths['state']} not found; run without --resume first")
+    raw = json.loads(paths["state"].read_text())
+    state = TrainState(**raw["state"])
+    model = keras.models.load_model(paths["last"]) if paths["last"].exists() else None
+    log.info("resuming %s after epoch %d (best AUROC %.4f at epoch %d)", cfg.model, state.epoch,
+             state.best_auroc, state.best_epoch)
+    return state, model
+
+
+def _sized(arrays: Arrays, size: int, cache: dict) -> Arrays:
+    if size == arrays.x.shape[1]:
+        return arrays
+    if size not in cache:
+        cache[size] = Arrays(resize_batch(arrays.x, size), arrays.y, arrays.ids)
+    return cache[size]
+
+
+def _run_epoch(cfg: TrainConfig, state: TrainState, model, train_full: Arrays, val_full: Arrays, paths):
+    """One epoch: fit, validate, checkpoint. Returns the (possibly rebuilt) model."""
+    size = cfg.size_at(state.epoch)
+    done_steps = state.epoch * cfg.steps_per_epoch
+    if model is None or model.input_shape[1] != size:
+        log.info("building %s at %dx%d", cfg.model, size, size)
+        model = _build(cfg, size, weights_from=model, done_steps=done_steps)
+    train = _sized(train_full, size, _cache_for(train_full))
+    val = _sized(val_full, size, _cache_for(val_full))
+    t0 = time.monotonic()
+    verbose = 1 if sys.stderr.isatty() else 2
+    model.fit(_dataset(cfg, train, state.epoch), steps_per_epoch=cfg.steps_per_epoch, epochs=state.epoch + 1,
+              initial_epoch=state.epoch, verbose=verbose)
+    seconds = time.monotonic() - t0
+    p = predict_keras(model, val.x)
+    metrics = binary_metrics(val.y, p, 0.5)
+    images = cfg.steps_per_epoch * cfg.batch_size
+    state.epoch += 1
+    state.images_seen += images
+    state.train_seconds += seconds
+    entry = {"epoch": state.epoch, "size": size, "images_per_s": images / seconds,
+             "lr": float(model.optimizer.learning_rate.numpy()) if hasattr(model.optimizer.learning_rate, "numpy")
+             else None, "val": {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "ppv",
+                                                      "specificity", "auroc")}}
+    state.history.append(entry)
+    log.info("epoch %d/%d @%d: %.1f img/s, val AUROC %.4f, bal acc %.4f, sens %.4f, PPV %.4f", state.epoch,
+             cfg.epochs, size, entry["images_per_s"], metrics["auroc"], metrics["balanced_accuracy"],
+             metrics["sensitivity"], metrics["ppv"])
+    if metrics["auroc"] > state.best_auroc:
+        state.best_auroc, state.best_epoch = metrics["auroc"], state.epoch
+        model.save_weights(paths["best"])
+    _save_checkpoint(cfg, state, model, paths)
+    return model
+
+
+_CACHES: dict[int, dict] = {}
+
+
+def _cache_for(arrays: Arrays) -> dict:
+    return _CACHES.setdefault(id(arrays), {})
+
+
+def _save_checkpoint(cfg: TrainConfig, state: TrainState, model, paths) -> None:
+    tmp = paths["last"].with_suffix(".tmp.keras")
+    model.save(tmp)
+    tmp.replace(paths["last"])
+    write_json(paths["state"], {"config": asdict(cfg), "state": asdict(state)})
+
+
+def _finalize(cfg: TrainConfig, state: TrainState, folder, val: Arrays, train: Arrays, paths) -> dict:
+    """Best weights -> a 224x224 model, threshold on val for the target sensitivity, val/test metrics, record."""
+    from quantize.architectures import build_model, count_macs
+
+    if not paths["best"].exists():
+        raise SystemExit(f"no best checkpoint at {paths['best']}: train at least one epoch first")
+    model = build_model(cfg.model, INPUT_SIZE)
+    model.load_weights(paths["best"])
+    p_val = predict_keras(model, val.x)
+    threshold = threshold_for_sensitivity(val.y, p_val, TARGET_SENSITIVITY)
+    test = load_split(folder, "test", skip_bad=cfg.skip_bad, limit=cfg.limit)
+    metrics = {"val": binary_metrics(val.y, p_val, threshold),
+               "test": binary_metrics(test.y, predict_keras(model, test.x), threshold)}
+    tmp = paths["model"].with_suffix(".tmp.keras")
+    model.save(tmp)
+    tmp.replace(paths["model"])
+    record = {
+        "artifact": paths["model"].name, "model": cfg.model, "created": now_iso(), "git_commit": git_commit(),
+        "data": {"isic_dir": str(Path(cfg.isic_dir).resolve()), "data_hash": folder_hash(folder),
+                 "metadata_sha256": folder.metadata_sha256(), "split_source": "metadata split column"
+                 if folder.has_split_column else "hash of lesion_id",
+                 "counts": {"train": train.counts(), "val": val.counts(), "test": test.counts()},
+                 "skipped": folder.skipped},
+        "config": asdict(cfg), "epochs_completed": state.epoch, "best_epoch": state.best_epoch,
+        "images_seen": state.images_seen, "train_wall_hours": state.train_seconds / 3600.0,
+        "params": int(model.count_params()), "macs": count_macs(model),
+        "threshold": threshold, "threshold_rule": f"highest threshold with val sensitivity >= {TARGET_SENSITIVITY}",
+        "metrics": metrics, "history": state.history, "tool_versions": tool_versions(),
+    }
+    write_json(paths["record"], record)
+    log.info("wrote %s (threshold %.4f; test bal acc %.4f, sens %.4f)", paths["model"], threshold,
+             metrics["test"]["balanced_accuracy"], metrics["test"]["sensitivity"])
+    return record
