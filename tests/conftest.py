@@ -1,0 +1,93 @@
+"""Shared fixtures: the real ISIC folder (skipped with a reason when absent, required under CI), a tiny ISIC
+folder of real images, and small int8 / float32 models converted from random weights."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def _find_isic() -> Path | None:
+    from edge_sca.config import isic_dir_candidates
+
+    for c in isic_dir_candidates():
+        if (c / "metadata.csv").is_file():
+            return c
+    return None
+
+
+@pytest.fixture(scope="session")
+def isic_dir() -> Path:
+    """The real ISIC folder; CI must have it, a fresh clone without it skips these tests."""
+    found = _find_isic()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI is set but no ISIC folder was found (ISIC_DIR, data/isic, ../shared/isic)")
+        pytest.skip("no ISIC folder: set ISIC_DIR or put one at data/isic or ../shared/isic")
+    return found
+
+
+def make_tiny_isic(src: Path, dst: Path, per_split_class: int = 3, calibration: int = 4,
+                   columns: list[str] | None = None) -> Path:
+    """A small ISIC folder of real images (links, not copies): per_split_class of each class in each split,
+    the first `calibration` train rows marked for calibration; camera-like UDA-1 images first."""
+    with open(src / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows.sort(key=lambda r: (r["dataset"] != "ISIC Archive UDA-1", r["isic_id"]))
+    chosen = []
+    for split in ("train", "val", "test"):
+        for label in ("benign", "malignant"):
+            chosen += [r for r in rows if r["split"] == split and r["benign_malignant"] == label][:per_split_class]
+    dst.mkdir(parents=True, exist_ok=True)
+    for i, r in enumerate(chosen):
+        r = dict(r)
+        r["calibration"] = "1" if (r["split"] == "train" and i < calibration * 2) else "0"
+        chosen[i] = r
+        (dst / f"{r['isic_id']}.jpg").symlink_to((src / f"{r['isic_id']}.jpg").resolve())
+    cols = columns or list(rows[0].keys())
+    with open(dst / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(chosen)
+    return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_isic(isic_dir: Path, tmp_path_factory) -> Path:
+    """18 real images: 3 benign + 3 malignant in each of train / val / test, some marked for calibration."""
+    return make_tiny_isic(isic_dir, tmp_path_factory.mktemp("tiny_isic"))
+
+
+@pytest.fixture(scope="session")
+def random_models(tiny_isic: Path, tmp_path_factory) -> dict[str, Path]:
+    """CancerNet-SCa-B with random weights as float32 and int8 .tflite with manifests (calibrated on 6 real
+    images). The numbers it gives are meaningless; the plumbing is real."""
+    import keras
+
+    from edge_sca.isic import load_isic_folder
+    from quantize.architectures import build_model
+    from quantize.convert import convert
+    from quantize.data import load_split
+    from quantize.export import write_model
+
+    keras.utils.set_random_seed(0)
+    out = tmp_path_factory.mktemp("models")
+    model = build_model("b")
+    folder = load_isic_folder(tiny_isic)
+    train = load_split(folder, "train")
+    refs = train.x[:2]
+    paths = {}
+    for variant in ("float32", "int8"):
+        data = convert(model, variant, calib_pixels=np.asarray(train.x))
+        path = out / f"cancernet_sca_b_{variant}.tflite"
+        write_model(data, path, "b", variant, 0.5, refs, train.ids[:2])
+        paths[variant] = path
+    model.save(out / "cancernet_sca_b.keras")
+    paths["keras"] = out / "cancernet_sca_b.keras"
+    return paths
