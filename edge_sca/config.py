@@ -40,3 +40,35 @@ def isic_dir_candidates() -> list[Path]:
     env = os.environ.get("ISIC_DIR")
     found = [Path(env)] if env else []
     return found + [REPO_ROOT / "data" / "isic", REPO_ROOT.parent / "shared" / "isic"]
+
+# --- On-device runtime (edge_sca.runtime, cameras, quality, audit, latency, drift) ---
+#: Quality gate, measured on the 224x224 RGB pixels the model sees. Set from 300 random real ISIC images (min
+#: brightness 98, max white-clipped fraction 0.013 (UDA-1: 2 of 557 above 0.3), 1st percentile sharpness 5.3,
+#: min lesion contrast 17) against degraded copies of them (x0.15 dark: <= 33; x3 overexposed: >= 0.35;
+#: Gaussian blur sigma 3: sharpness <= 2.5; plain skin with noise: contrast <= 1).
+#: Mean luma (0-255) below this: "too dark".
+QUALITY_MIN_BRIGHTNESS = 50.0
+#: Fraction of pixels with every channel at or above QUALITY_SATURATION_LEVEL above this: "saturated".
+QUALITY_SATURATION_LEVEL = 250
+QUALITY_MAX_SATURATED_FRACTION = 0.30
+#: Variance of the Laplacian of the luma below this: "out of focus".
+QUALITY_MIN_SHARPNESS = 4.0
+#: Lesion contrast (median minus 2nd percentile of the blurred luma in the centre) below this: "no lesion in view".
+QUALITY_MIN_LESION_CONTRAST = 8.0
+#: Camera faults: reads retried this many times with exponential backoff from CAMERA_BACKOFF_S.
+CAMERA_RETRIES = 3
+CAMERA_BACKOFF_S = 0.2
+#: This many identical frames in a row from a live camera: the stream is frozen.
+CAMERA_FROZEN_FRAMES = 5
+#: Latency statistics skip this many first frames (interpreter and cache warm-up).
+LATENCY_WARMUP = 3
+#: The shadow float model runs on every Nth frame.
+SHADOW_EVERY = 10
+#: Audit log rotation: size of one file, and how many rotated files are kept.
+AUDIT_MAX_BYTES = 10 * 1024 * 1024
+AUDIT_BACKUPS = 5
+#: Illumination the run loop asks the dermoscope for (modes: "polarised", "non-polarised", "off").
+ILLUMINATION_MODE = "polarised"
+ILLUMINATION_INTENSITY = 0.8
+#: How long one wait for the trigger lasts before the loop checks for a stop request.
+TRIGGER_POLL_S = 0.5

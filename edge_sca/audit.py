@@ -1,0 +1,141 @@
+"""The audit log: one JSON line per decision, on disk before the decision is shown.
+
+Each line is written with a single `os.write` on an O_APPEND descriptor and fsynced, so a crash or a power cut
+can at worst tear the last line. Reopening terminates a torn tail with a newline (so the next record starts on a
+line of its own) and `read_audit` skips and counts lines that do not parse. Files rotate by size:
+`audit.jsonl` -> `audit.jsonl.1` -> ... up to `backups`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_sca import config
+from edge_sca.errors import EdgeScaError
+
+log = logging.getLogger(__name__)
+
+
+class AuditError(EdgeScaError):
+    """The audit log cannot be written: the runtime stops rather than decide without a record."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class AuditLog:
+    """Append-only, fsynced, size-rotated JSON-lines log."""
+
+    def __init__(self, path: str | Path, max_bytes: int = config.AUDIT_MAX_BYTES,
+                 backups: int = config.AUDIT_BACKUPS):
+        self.path = Path(path)
+        self.max_bytes, self.backups = max_bytes, backups
+        self.fd: int | None = None
+        self.written = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._open()
+        except OSError as exc:
+            raise AuditError(f"{self.path}: cannot open the audit log ({exc.strerror}); check the path and "
+                             "free space") from exc
+
+    def _open(self) -> None:
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        size = os.fstat(self.fd).st_size
+        if size and not self._ends_with_newline(size):
+            log.warning("%s: last line is torn (crash mid-write?); it will be skipped on read", self.path)
+            os.write(self.fd, b"\n")
+            os.fsync(self.fd)
+
+    def _ends_with_newline(self, size: int) -> bool:
+        with open(self.path, "rb") as f:
+            f.seek(size - 1)
+            return f.read(1) == b"\n"
+
+    def write(self, record: dict) -> None:
+        """Append one record and fsync; rotates first if the line would overflow the file."""
+        line = (json.dumps(record, sort_keys=True, separators=(",", ":"), default=float) + "\n").encode()
+        try:
+            if self.fd is None:
+                self._open()
+            if os.fstat(self.fd).st_size + len(line) > self.max_bytes:
+                self._rotate()
+            os.write(self.fd, line)
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise AuditError(f"{self.path}: audit write failed ({exc.strerror}); free space or fix the disk "
+                             "before scanning again") from exc
+        self.written += 1
+
+    def _rotate(self) -> None:
+        os.close(self.fd)
+        self.fd = None
+        for i in range(self.backups - 1, 0, -1):
+            src = self.path.with_name(f"{self.path.name}.{i}")
+            if src.exists():
+                src.replace(self.path.with_name(f"{self.path.name}.{i + 1}"))
+        if self.backups > 0:
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink()
+        _fsync_dir(self.path.parent)
+        self._open()
+        _fsync_dir(self.path.parent)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class AuditRead:
+    """Records that parsed, and how many lines were torn or corrupt (skipped)."""
+
+    records: list[dict] = field(default_factory=list)
+    torn: int = 0
+
+
+def read_audit(path: str | Path, include_rotated: bool = False) -> AuditRead:
+    """Read an audit log (oldest rotated file first with `include_rotated`), skipping torn lines."""
+    path = Path(path)
+    files = [path]
+    if include_rotated:
+        rotated = sorted(path.parent.glob(path.name + ".*"), key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
+        files = [p for p in reversed(rotated) if p.suffix[1:].isdigit()] + files
+    out = AuditRead()
+    for f in files:
+        if not f.exists():
+            continue
+        for lineno, raw in enumerate(f.read_bytes().split(b"\n"), start=1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw)
+                if not isinstance(rec, dict):
+                    raise ValueError("not an object")
+                out.records.append(rec)
+            except ValueError:
+                out.torn += 1
+                log.warning("%s line %d: torn or corrupt audit line skipped", f, lineno)
+    return out

@@ -1,0 +1,181 @@
+"""`python -m edge_sca <command>`: the scanner's commands (run, selftest, classify). Research tool, not a diagnosis."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from edge_sca import config
+from edge_sca.cli_common import add_common, emit, run_cli
+from edge_sca.errors import EdgeScaError, ImageError
+
+log = logging.getLogger("edge_sca")
+
+DEFAULT_MODEL = config.MODELS_DIR / f"{config.model_stem('b')}_int8.tflite"
+
+
+def _open_bridge(port: str):
+    """The one plug-in import: firmware_bridge sits above edge_sca, so it is imported here, only for --bridge."""
+    try:
+        from firmware_bridge.link import open_controller
+    except ImportError as exc:
+        raise EdgeScaError(f"--bridge needs the firmware_bridge package ({exc}); install the full bundle or run "
+                           "without --bridge") from exc
+    return open_controller(port)
+
+
+def _decision_line(d) -> str:
+    label = "" if d.label is None else f" (label {config.CLASS_NAMES[d.label]})"
+    if d.p_malignant is None:
+        return f"{d.source_id}: RETAKE, {d.reason}"
+    return (f"{d.source_id}: {d.decision.upper()} p(malignant)={d.p_malignant:.3f} (threshold {d.threshold:.3f})"
+            f"{label}, {d.timings['total_ms']:.1f} ms")
+
+
+def _format_report(r: dict) -> str:
+    from edge_sca.drift import format_drift
+    from edge_sca.latency import format_latency
+
+    lines = [f"{r['frames']} frames ({', '.join(f'{n} {k}' for k, n in sorted(r['decisions'].items())) or 'none'}) "
+             f"stopped by {r.get('stopped_by', '?')}; model {Path(r['model']).name} sha256 {r['model_sha256'][:12]}... "
+             f"on {r['backend']}"]
+    if r.get("retake_reasons"):
+        lines.append("retakes: " + ", ".join(f"{n} {k}" for k, n in sorted(r["retake_reasons"].items())))
+    skipped = r.get("camera", {}).get("skipped")
+    if skipped:
+        lines.append("source skipped: " + ", ".join(f"{n} {k}" for k, n in sorted(skipped.items())))
+    lines.append(format_latency(r["latency"]))
+    if "metrics" in r:
+        m = r["metrics"]
+        lines.append(f"on {m['n']} labelled frames at threshold {m['threshold']:.3f}: accuracy {m['accuracy']:.3f}, "
+                     f"sensitivity {m['sensitivity']:.3f}, PPV {m['ppv']:.3f}, specificity {m['specificity']:.3f}")
+    if "drift" in r:
+        lines.append(format_drift(r["drift"]))
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_sca.cameras import open_camera
+    from edge_sca.runtime import Runtime, run_loop
+
+    stop = threading.Event()
+    _install_stop_handlers(stop)
+    runtime = Runtime(args.model, threads=args.threads, shadow_float=args.shadow_float,
+                      shadow_every=args.shadow_every, audit_log=args.audit_log)
+    controller = None
+    try:
+        runtime.ensure_ready()  # sha256 checked on load; self-test before opening the camera
+        cam_kw = {"split": args.split} if args.camera.startswith("replay:") else {}
+        if not args.json:
+            print(config.DISCLAIMER, flush=True)
+        controller = _open_bridge(args.bridge) if args.bridge else None
+        with open_camera(args.camera, **cam_kw) as camera:
+            show = None if args.json else (lambda d: print(_decision_line(d), flush=True))
+            report = run_loop(runtime, camera, args.frames, controller, stop, show)
+    finally:
+        runtime.close()
+        if controller is not None:
+            controller.close()
+    emit(report, args.json, _format_report)
+    return 0
+
+
+def _install_stop_handlers(stop: threading.Event) -> None:
+    """SIGTERM (systemd stop) and SIGINT finish the current frame, then report and exit 0."""
+    def handler(signum, _frame):
+        log.info("%s received: stopping after the current frame", signal.Signals(signum).name)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    from edge_sca.interpreter import TFLiteModel
+    from edge_sca.selftest import format_selftest, run_selftest
+
+    result = run_selftest(TFLiteModel(args.model, threads=args.threads), args.max_delta)
+    emit(result.to_dict(), args.json, lambda _: f"{format_selftest(result)}\n{config.DISCLAIMER}")
+    return 0 if result.passed else 1
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from edge_sca.cameras import Frame
+    from edge_sca.preprocess import read_image
+    from edge_sca.runtime import Runtime
+
+    runtime = Runtime(args.model, threads=args.threads)
+    runtime.ensure_ready()
+    rows, failed = [], 0
+    for image in args.images:
+        try:
+            rgb = read_image(image)
+        except ImageError as exc:
+            failed += 1
+            rows.append({"image": image, "error": str(exc)})
+            continue
+        d = runtime.process(Frame(rgb, image))
+        rows.append({"image": image, **{k: v for k, v in d.to_dict().items() if k != "quality"}})
+    human = "\n".join(f"{r['image']}: ERROR {r['error']}" if "error" in r else _decision_line(runtime_row(r))
+                      for r in rows) + f"\n{config.DISCLAIMER}"
+    emit(rows, args.json, lambda _: human)
+    return 2 if failed else 0
+
+
+def runtime_row(row: dict):
+    """A classify row back as a Decision, for the shared one-line format."""
+    from edge_sca.runtime import Decision
+
+    fields = {k: row[k] for k in Decision.__dataclass_fields__ if k in row}
+    fields["source_id"] = row["image"]
+    return Decision(**fields)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m edge_sca", description=(
+        "The CancerNet-SCa scanner runtime: camera -> quality gate -> int8 inference -> decision, with latency, "
+        "drift and an audit log. " + config.DISCLAIMER))
+    sub = p.add_subparsers(title="commands")
+
+    s = sub.add_parser("run", help="capture and classify frames from a camera", description=(
+        "Check the model against its manifest, run the self-test, then capture and decide. Without --frames it "
+        "runs until SIGTERM / Ctrl-C (systemd-friendly) or the end of a finite source, then prints the report."))
+    _add_model(s)
+    s.add_argument("--camera", default="picamera2",
+                   help="picamera2, opencv:N (USB camera), opencv:PATH (video/image), replay:DIR, synthetic")
+    s.add_argument("--frames", type=int, help="stop after N frames (default: run until stopped)")
+    s.add_argument("--split", default="all", help="with replay of an ISIC folder: train, val, test or all")
+    s.add_argument("--shadow-float", help="float .tflite to run beside the model for drift (every Nth frame)")
+    s.add_argument("--shadow-every", type=int, default=config.SHADOW_EVERY, help="N for --shadow-float")
+    s.add_argument("--audit-log", help="append one JSON line per decision here (fsynced, rotated by size)")
+    s.add_argument("--bridge", metavar="PORT", help="serial port of the dermoscope board (e.g. /dev/ttyACM0): "
+                   "wait for its trigger, set the illumination, show the result")
+    add_common(s)
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("selftest", help="run the manifest's reference vectors (exit 0 pass, 1 fail, 2 error)")
+    _add_model(s)
+    s.add_argument("--max-delta", type=float, default=config.SELFTEST_MAX_DELTA,
+                   help="largest allowed |delta p| against the workstation's outputs")
+    add_common(s)
+    s.set_defaults(func=cmd_selftest)
+
+    s = sub.add_parser("classify", help="classify image files (exit 2 if any cannot be read)")
+    s.add_argument("images", nargs="+", metavar="IMAGE")
+    _add_model(s)
+    add_common(s)
+    s.set_defaults(func=cmd_classify)
+    return p
+
+
+def _add_model(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--model", default=str(DEFAULT_MODEL), help=f"int8 .tflite with its manifest (default {DEFAULT_MODEL})")
+    s.add_argument("--threads", type=int, help="interpreter threads (default: the runtime's choice)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv)

@@ -1,0 +1,215 @@
+"""The per-frame pipeline: frame -> preprocess -> quality gate -> int8 inference -> decision -> audit log.
+
+Before the first frame the model's sha256 is checked against its manifest (TFLiteModel refuses a mismatch) and
+the manifest's reference vectors are run (the self-test); a failed self-test stops the runtime. A frame that
+fails the quality gate gets "retake" and no class. `run_loop` drives a camera (and optionally the scanner's
+controller) until a frame count, the end of a finite source, or a stop request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_sca import config
+from edge_sca.audit import AuditLog
+from edge_sca.cameras import Camera, EndOfStream, Frame
+from edge_sca.controller import ScannerController
+from edge_sca.drift import DriftMonitor
+from edge_sca.errors import ModelError
+from edge_sca.interpreter import TFLiteModel
+from edge_sca.latency import LatencyStats
+from edge_sca.metrics import binary_metrics
+from edge_sca.preprocess import preprocess
+from edge_sca.quality import check_quality
+from edge_sca.selftest import SelftestResult, run_selftest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Decision:
+    """The outcome for one frame. `p_malignant` is None exactly when `decision` is 'retake'.
+
+    `frame_sha256` hashes the 224x224 RGB bytes the model saw, so a kept image can be matched to its record.
+    """
+
+    p_malignant: float | None
+    decision: str  # 'malignant' | 'benign' | 'retake'
+    reason: str | None
+    timings: dict
+    model_sha256: str
+    frame_sha256: str
+    label: int | None = None
+    source_id: str = ""
+    probs: list[float] | None = None
+    threshold: float = config.DEFAULT_THRESHOLD
+    quality: dict = field(default_factory=dict)
+    shadow_p_malignant: float | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _ms(t0: float, t1: float) -> float:
+    return (t1 - t0) * 1000.0
+
+
+class Runtime:
+    """A verified model plus the quality gate, latency stats, optional shadow float model and audit log."""
+
+    def __init__(self, model_path: str | Path, threads: int | None = None, shadow_float: str | Path | None = None,
+                 shadow_every: int = config.SHADOW_EVERY, audit_log: str | Path | AuditLog | None = None,
+                 selftest_bound: float = config.SELFTEST_MAX_DELTA):
+        self.model = TFLiteModel(model_path, threads=threads)  # refuses a model whose sha256 != manifest
+        self.threshold = self.model.threshold
+        self.selftest_bound = selftest_bound
+        self.selftest_result: SelftestResult | None = None
+        self.shadow = TFLiteModel(shadow_float, threads=threads, require_manifest=False) if shadow_float else None
+        self.drift = DriftMonitor(self.shadow, self.threshold, shadow_every) if self.shadow else None
+        self.audit = audit_log if isinstance(audit_log, AuditLog) or audit_log is None else AuditLog(audit_log)
+        self.latency = LatencyStats()
+        self.counts: Counter = Counter()
+        self.retake_reasons: Counter = Counter()
+        self._labels: list[int] = []
+        self._scores: list[float] = []
+
+    @property
+    def sha256(self) -> str:
+        return self.model.sha256
+
+    def selftest(self) -> SelftestResult:
+        """Run the manifest's reference vectors; the result gates `process`."""
+        self.selftest_result = run_selftest(self.model, self.selftest_bound)
+        log.info("self-test %s: max |delta p| %.5f (bound %g)", "passed" if self.selftest_result.passed else "FAILED",
+                 self.selftest_result.max_delta, self.selftest_bound)
+        return self.selftest_result
+
+    def ensure_ready(self) -> None:
+        """Self-test once; ModelError if it fails (the device does not compute what was validated)."""
+        r = self.selftest_result or self.selftest()
+        if not r.passed:
+            raise ModelError(f"{self.model.path}: self-test failed, max |delta p| {r.max_delta:.4f} > {r.bound} on "
+                             f"{r.backend}; this device does not reproduce the workstation's outputs, refusing to "
+                             "classify. Re-flash the bundle or check the LiteRT version")
+
+    def process(self, frame: Frame) -> Decision:
+        """One frame to one Decision (written to the audit log before it is returned)."""
+        self.ensure_ready()
+        t0 = time.perf_counter()
+        pixels = preprocess(frame.rgb, self.model.size)
+        t1 = time.perf_counter()
+        quality = check_quality(pixels)
+        t2 = time.perf_counter()
+        frame_sha = hashlib.sha256(pixels.tobytes()).hexdigest()
+        probs, p, t3 = None, None, t2
+        if quality.ok:
+            probs = [float(x) for x in self.model.predict(pixels)[0]]
+            p = probs[config.MALIGNANT]
+            t3 = time.perf_counter()
+            verdict = config.CLASS_NAMES[config.MALIGNANT] if p >= self.threshold else config.CLASS_NAMES[0]
+        else:
+            verdict = "retake"
+        t4 = time.perf_counter()
+        timings = {"capture_ms": frame.capture_ms, "preprocess_ms": _ms(t0, t1), "quality_ms": _ms(t1, t2),
+                   "invoke_ms": _ms(t2, t3), "total_ms": frame.capture_ms + _ms(t0, t4)}
+        d = Decision(p, verdict, quality.reason, timings, self.sha256, frame_sha, frame.label, frame.source_id,
+                     probs, self.threshold, quality.measures)
+        if p is not None and self.drift is not None and self.drift.due():
+            t5 = time.perf_counter()
+            d.shadow_p_malignant = float(self.shadow.predict(pixels)[0, config.MALIGNANT])
+            self.drift.update(p, d.shadow_p_malignant)
+            timings["shadow_ms"] = _ms(t5, time.perf_counter())
+        self._record(d, frame)
+        return d
+
+    def _record(self, d: Decision, frame: Frame) -> None:
+        self.counts[d.decision] += 1
+        if d.p_malignant is None:
+            self.retake_reasons[(d.reason or "").split(" (")[0]] += 1
+        else:
+            self.latency.add(d.timings)
+            if d.label is not None:
+                self._labels.append(int(d.label))
+                self._scores.append(d.p_malignant)
+        if self.audit is not None:
+            self.audit.write({"time": frame.timestamp or time.time(), "model_sha256": d.model_sha256,
+                              "frame_sha256": d.frame_sha256, "source_id": d.source_id, "probs": d.probs,
+                              "p_malignant": d.p_malignant, "threshold": d.threshold, "decision": d.decision,
+                              "reason": d.reason, "label": d.label, "timings": d.timings,
+                              "shadow_p_malignant": d.shadow_p_malignant})
+
+    def report(self) -> dict:
+        """Counts, latency after warm-up, metrics when frames carried labels, drift when shadowing."""
+        out = {"model": str(self.model.path), "model_sha256": self.sha256, "backend": self.model.backend,
+               "threshold": self.threshold, "frames": sum(self.counts.values()), "decisions": dict(self.counts),
+               "retake_reasons": dict(self.retake_reasons), "latency": self.latency.summary()}
+        if self.selftest_result is not None:
+            out["selftest"] = {k: v for k, v in self.selftest_result.to_dict().items() if k != "vectors"}
+        if self._labels:
+            out["metrics"] = binary_metrics(np.asarray(self._labels), np.asarray(self._scores), self.threshold)
+        if self.drift is not None:
+            out["drift"] = self.drift.summary()
+        if self.audit is not None:
+            out["audit_log"] = str(self.audit.path)
+        return out
+
+    def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
+
+
+def run_loop(runtime: Runtime, camera: Camera, frames: int | None = None,
+             controller: ScannerController | None = None, stop: threading.Event | None = None,
+             on_decision: Callable[[Decision], None] | None = None) -> dict:
+    """Capture and decide until `frames` decisions, the end of a finite source, or `stop` is set.
+
+    With a controller each frame waits for the trigger, lights the LED ring for the capture only, and the
+    decision goes to the scanner's display. Returns runtime.report() plus why the loop stopped.
+    """
+    runtime.ensure_ready()
+    stop = stop or threading.Event()
+    done, reason = 0, "frames"
+    while frames is None or done < frames:
+        if stop.is_set():
+            reason = "stop requested"
+            break
+        try:
+            frame = _capture(camera, controller)
+        except EndOfStream as exc:
+            log.info("%s", exc)
+            reason = "end of source"
+            break
+        if frame is None:
+            continue
+        decision = runtime.process(frame)
+        if controller is not None:
+            controller.show_result(decision)
+        if on_decision is not None:
+            on_decision(decision)
+        done += 1
+    report = runtime.report()
+    report["stopped_by"] = reason
+    report["camera"] = {"name": camera.name, "frames_read": camera.frames_read, "skipped": dict(camera.skipped)}
+    return report
+
+
+def _capture(camera: Camera, controller: ScannerController | None) -> Frame | None:
+    """A frame, or None when the controller's trigger wait timed out (so the loop can check for a stop)."""
+    if controller is None:
+        return camera.read()
+    if not controller.wait_trigger(config.TRIGGER_POLL_S):
+        return None
+    controller.set_illumination(config.ILLUMINATION_MODE, config.ILLUMINATION_INTENSITY)
+    try:
+        return camera.read()
+    finally:
+        controller.set_illumination("off", 0.0)
