@@ -180,7 +180,7 @@ def _run_epoch(cfg: TrainConfig, state: TrainState, model, train_full: Arrays, v
     t0 = time.monotonic()
     verbose = 1 if sys.stderr.isatty() else 2
     model.fit(_dataset(cfg, train, state.epoch), steps_per_epoch=cfg.steps_per_epoch, epochs=state.epoch + 1,
-              initial_epoch=state.epoch, verbose=verbose)
+              initial_epoch=state.epoch, verbose=verbose, shuffle=False)
     seconds = time.monotonic() - t0
     p = predict_keras(model, val.x)
     metrics = binary_metrics(val.y, p, 0.5)

@@ -1,0 +1,31 @@
+# CancerNet-SCa edge: the workstation's and the scanner's everyday commands. `make help` lists them.
+PY        := .venv/bin/python
+ISIC_DIR  ?= $(firstword $(wildcard data/isic) ../shared/isic)
+MODEL     ?= b
+MODELS    ?= b c
+EPOCHS    ?= 30
+ARGS      ?=
+STAMP     := .venv/.setup-stamp
+
+.PHONY: help setup test train evaluate quantize bench bundle flash keygen clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+setup: $(STAMP)  ## create .venv with the pinned workstation environment (quick when nothing changed)
+
+$(STAMP): requirements/workstation.txt pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/workstation.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+test: setup  ## run the test suite (ISIC tests skip without an ISIC folder, and fail under CI without one)
+	$(PY) -m pytest -q $(ARGS)
+
+train: setup  ## train MODEL=b|c|resnet50 on ISIC_DIR for EPOCHS epochs (ARGS for more options, e.g. --resume)
+	$(PY) -m quantize train --model $(MODEL) --isic-dir $(ISIC_DIR) --epochs $(EPOCHS) $(ARGS)
+
+evaluate: setup  ## score models/cancernet_sca_$(MODEL).keras on the test split of ISIC_DIR
+	$(PY) -m quantize evaluate --model models/cancernet_sca_$(MODEL).keras --isic-dir $(ISIC_DIR) --split test $(ARGS)

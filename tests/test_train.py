@@ -1,0 +1,46 @@
+"""A short real training run on real images: writes a model, a record, checkpoints, and resumes."""
+
+import json
+
+import keras
+import pytest
+
+from quantize.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_isic, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    args = ["train", "--model", "b", "--isic-dir", str(tiny_isic), "--out-dir", str(out), "--epochs", "2",
+            "--steps-per-epoch", "2", "--batch-size", "8", "--image-size", "64", "--seed", "3", "-q"]
+    assert main(args) == 0
+    return out, args
+
+
+def test_writes_a_224_model_and_a_complete_record(trained):
+    out, _ = trained
+    model = keras.models.load_model(out / "cancernet_sca_b.keras")
+    assert model.input_shape == (None, 224, 224, 3)  # progressive resizing finished at 224
+    record = json.loads((out / "cancernet_sca_b.json").read_text())
+    assert record["epochs_completed"] == 2 and [h["size"] for h in record["history"]] == [64, 224]
+    assert record["config"]["seed"] == 3 and record["data"]["counts"]["train"] == {"benign": 3, "malignant": 3}
+    assert record["git_commit"] and record["tool_versions"]["tensorflow"] == "2.21.0"
+    assert 0.0 <= record["threshold"] <= 1.0
+    assert record["metrics"]["val"]["sensitivity"] >= 0.9  # the threshold is chosen for 90% on val
+    for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "auroc", "confusion"):
+        assert key in record["metrics"]["test"]
+    assert record["params"] == 793090
+
+
+def test_refuses_to_overwrite_a_run_and_resumes_it(trained):
+    out, args = trained
+    with pytest.raises(SystemExit, match="--resume"):
+        main(args)
+    assert main(args[:args.index("--epochs") + 1] + ["3"] + args[args.index("--epochs") + 2:] + ["--resume"]) == 0
+    record = json.loads((out / "cancernet_sca_b.json").read_text())
+    assert record["epochs_completed"] == 3 and len(record["history"]) == 3
+
+
+def test_resume_without_a_run_says_so(tiny_isic, tmp_path):
+    with pytest.raises(SystemExit, match="nothing to resume"):
+        main(["train", "--model", "b", "--isic-dir", str(tiny_isic), "--out-dir", str(tmp_path), "--resume", "-q"])
