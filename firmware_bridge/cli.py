@@ -1,0 +1,185 @@
+"""`python -m firmware_bridge <command>`: keygen, bundle, verify, flash, rollback, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from edge_sca.cli_common import add_common, emit, run_cli
+from firmware_bridge.errors import FlashError
+from firmware_bridge.signing import DEFAULT_KEY, public_path
+
+DEFAULT_PUB = public_path(DEFAULT_KEY)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from firmware_bridge.signing import keygen
+
+    priv, pub = keygen(args.key, force=args.force)
+    emit({"private_key": str(priv), "public_key": str(pub)}, args.json, lambda r: (
+        f"private key {r['private_key']} (mode 0600; keep it off the scanner and out of git)\n"
+        f"public key  {r['public_key']} -> copy it to the scanner's /etc/cancernet-sca/bundle-signing.pub"))
+    return 0
+
+
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from firmware_bridge.bundle import make_bundle
+
+    info = make_bundle(args.models, args.key, args.out_dir, args.version)
+    emit(info.to_dict(), args.json, lambda r: (
+        f"{r['path']}: version {r['version']}, {r['files']} files ({r['bytes'] / 1e6:.1f} MB), "
+        f"models: {', '.join(m.split('/')[-1] for m in r['models'])}; signed with {args.key}"))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from firmware_bridge.bundle import verify_bundle
+
+    info, _ = verify_bundle(args.bundle, args.public_key)
+    emit({**info.to_dict(), "verified": True}, args.json, lambda r: (
+        f"{r['path']}: OK, version {r['version']}, {r['files']} files match the signed list "
+        f"(key {args.public_key})"))
+    return 0
+
+
+def _options(args: argparse.Namespace):
+    from firmware_bridge.flash import FlashOptions
+
+    opts = FlashOptions(prefix=args.prefix, ssh=args.ssh, rsync=args.rsync, python=args.python,
+                        restart_cmd=args.restart_cmd)
+    for name in ("keep", "install_cmd", "selftest_cmd"):
+        if getattr(args, name, None) is not None:
+            setattr(opts, name, getattr(args, name))
+    return opts
+
+
+def _target(args: argparse.Namespace):
+    from firmware_bridge.flash import HostTarget, RootTarget
+
+    if bool(args.host) == bool(args.root):
+        raise FlashError("give exactly one of --host user@scanner or --root /path/to/mounted/rootfs")
+    opts = _options(args)
+    return HostTarget(args.host, opts) if args.host else RootTarget(args.root, opts)
+
+
+def _flash_text(r: dict) -> str:
+    lines = [f"{r['release']} is now current on the scanner ({r['target']}); previous: {r['previous'] or 'none'}"]
+    if r["pruned"]:
+        lines.append(f"pruned old releases: {', '.join(r['pruned'])}")
+    return "\n".join(lines + [f"note: {n}" for n in r["notes"]])
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from firmware_bridge.flash import flash
+
+    bundle = args.bundle or _newest_bundle(args.dist)
+    emit(flash(bundle, args.public_key, _target(args)), args.json, _flash_text)
+    return 0
+
+
+def _newest_bundle(dist: str) -> str:
+    from pathlib import Path
+
+    found = sorted(Path(dist).glob("cancernet-sca-*.tar.gz"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FlashError(f"no bundle in {dist}/; make one with `make bundle` or pass --bundle")
+    return str(found[-1])
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from firmware_bridge.flash import rollback
+
+    emit(rollback(_target(args)), args.json, lambda r: "\n".join(
+        [f"rolled back {r['from']} -> {r['to']} ({r['target']})"] + [f"note: {n}" for n in r["notes"]]))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from firmware_bridge.simulator import BoardSimulator
+
+    with BoardSimulator() as sim:
+        emit({"port": sim.port}, args.json, lambda r: f"board simulator on {r['port']} (Ctrl-C stops it)")
+        sys.stdout.flush()
+        deadline = time.monotonic() + args.seconds if args.seconds else None
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                time.sleep(args.trigger_every or 0.2)
+                if args.trigger_every:
+                    sim.press_trigger()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _add_target(s: argparse.ArgumentParser, flash_only: bool) -> None:
+    from firmware_bridge.flash import DEFAULT_PREFIX, SERVICE, FlashOptions
+
+    d = FlashOptions()
+    g = s.add_argument_group("target (exactly one)")
+    g.add_argument("--host", help="user@scanner reached over ssh (needs sudo -n there for install and restart)")
+    g.add_argument("--root", help="a scanner's root file system mounted here (an SD card); no self-test")
+    s.add_argument("--public-key", default=str(DEFAULT_PUB), help="key the bundle must be signed with")
+    s.add_argument("--prefix", default=DEFAULT_PREFIX, help="install folder on the scanner")
+    s.add_argument("--ssh", default=d.ssh, help="ssh command (tests stand in a local one)")
+    s.add_argument("--rsync", default=d.rsync, help="rsync command")
+    s.add_argument("--python", help="the scanner's python (default PREFIX/venv/bin/python)")
+    s.add_argument("--restart-cmd", default=d.restart_cmd, help=f"how to restart {SERVICE} on the scanner")
+    if flash_only:
+        s.add_argument("--keep", type=int, default=d.keep, help="releases kept on the scanner")
+        s.add_argument("--install-cmd", default=d.install_cmd, help="prepare a release ({release}, {prefix})")
+        s.add_argument("--selftest-cmd", default=d.selftest_cmd,
+                       help="self-test one model ({release}, {python}, {model}); non-zero exit fails the flash")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m firmware_bridge", description=(
+        "Deploy CancerNet-SCa to a Raspberry Pi scanner: signing keys, signed bundles, flashing with self-test "
+        "and rollback, and a simulator of the dermoscope board's serial link. Research tool, not a diagnosis."))
+    sub = p.add_subparsers(title="commands")
+
+    s = sub.add_parser("keygen", help="make an Ed25519 signing key pair for bundles")
+    s.add_argument("--key", default=str(DEFAULT_KEY), help="private key path (public key: same name, .pub)")
+    s.add_argument("--force", action="store_true", help="replace an existing key (scanners must get the new .pub)")
+    add_common(s)
+    s.set_defaults(func=cmd_keygen)
+
+    s = sub.add_parser("bundle", help="pack models, runtime and deploy files into one signed tar.gz")
+    s.add_argument("--models", default="models", help="folder of .tflite models with manifests")
+    s.add_argument("--key", default=str(DEFAULT_KEY), help="Ed25519 private key to sign with")
+    s.add_argument("--out-dir", default="dist")
+    s.add_argument("--version", help="bundle version (default: pyproject version + UTC time)")
+    add_common(s)
+    s.set_defaults(func=cmd_bundle)
+
+    s = sub.add_parser("verify", help="check a bundle's signature, hashes and entries")
+    s.add_argument("bundle")
+    s.add_argument("--public-key", default=str(DEFAULT_PUB))
+    add_common(s)
+    s.set_defaults(func=cmd_verify)
+
+    s = sub.add_parser("flash", help="install a bundle as a new release, self-test, switch, restart", description=(
+        "Verify BUNDLE, install it into PREFIX/releases/<version>-<time>, run install.sh and the self-test of "
+        "every model there (--host), switch PREFIX/current atomically and restart the service. On any failure "
+        "the previous release stays current."))
+    s.add_argument("--bundle", help="bundle to flash (default: the newest in --dist)")
+    s.add_argument("--dist", default="dist")
+    _add_target(s, flash_only=True)
+    add_common(s)
+    s.set_defaults(func=cmd_flash)
+
+    s = sub.add_parser("rollback", help="make the release before the current one current again")
+    _add_target(s, flash_only=False)
+    add_common(s)
+    s.set_defaults(func=cmd_rollback)
+
+    s = sub.add_parser("simulate", help="run a dermoscope-board simulator on a pseudo-terminal, print its path")
+    s.add_argument("--trigger-every", type=float, help="press the trigger every N seconds")
+    s.add_argument("--seconds", type=float, help="stop after N seconds (default: until Ctrl-C)")
+    add_common(s)
+    s.set_defaults(func=cmd_simulate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser(), argv)
