@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from edge_sca.cli_common import add_common, emit, run_cli  # noqa: E402
 from edge_sca.config import MODEL_NAMES  # noqa: E402
+from edge_sca.errors import EdgeScaError  # noqa: E402
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -48,6 +51,148 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt_eval(r: dict) -> str:
+    cm = r["confusion"]
+    return (f"{r['model']} on {r['split']} ({r['n']} images; threshold {r['threshold']:.4f} from "
+            f"{r['threshold_source']}): accuracy {r['accuracy']:.4f}, balanced accuracy {r['balanced_accuracy']:.4f}, "
+            f"sensitivity {r['sensitivity']:.4f}, specificity {r['specificity']:.4f}, PPV {r['ppv']:.4f}, "
+            f"AUROC {r['auroc']:.4f}; confusion [[TN {cm[0][0]}, FP {cm[0][1]}], [FN {cm[1][0]}, TP {cm[1][1]}]]")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from edge_sca.isic import resolve_isic_dir
+    from quantize.evaluate import evaluate
+
+    result = evaluate(args.model, resolve_isic_dir(args.isic_dir), args.split, args.skip_bad, args.threshold)
+    emit(result, args.json, _fmt_eval)
+    return 0
+
+
+def _options(args: argparse.Namespace):
+    from quantize.convert import VARIANTS
+    from quantize.pipeline import QuantizeOptions
+
+    extra = [v.strip() for v in (args.variants or "").split(",") if v.strip()]
+    bad = [v for v in extra if v not in VARIANTS]
+    if bad:
+        raise EdgeScaError(f"unknown variant(s) {', '.join(bad)} in --variants; choose from {', '.join(VARIANTS)}")
+    return QuantizeOptions(io=args.io, variants=extra, calibration_size=args.calibration_size,
+                           keep_float=list(args.keep_float or []), keep_float_auto=args.keep_float_auto,
+                           skip_bad=args.skip_bad)
+
+
+def _fmt_convert(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        m = r["metrics"]
+        lines.append(f"{r['model']}: int8 agreement {r['agreement']:.2%}, delta sensitivity "
+                     f"{r['delta_sensitivity'] * 100:+.2f} points, flips malignant->benign {r['malignant_to_benign']} "
+                     f"/ benign->malignant {r['benign_to_malignant']}, max |dp| {r['max_abs_delta_p']:.4f}, size "
+                     f"{r['size_ratio']:.1%} of float32; balanced accuracy keras {m['keras']['balanced_accuracy']:.4f} "
+                     f"float32 {m['float32']['balanced_accuracy']:.4f} int8 {m['int8']['balanced_accuracy']:.4f}; "
+                     f"{'within budget' if r['budgets_ok'] else 'OVER BUDGET'}; report {r['report']}"
+                     if "keras" in m else f"{r['model']}: see {r['report']}")
+    return "\n".join(lines)
+
+
+def _report_failures(failures: list[str]) -> int:
+    if not failures:
+        return 0
+    for f in failures:
+        print(f"budget broken: {f}", file=sys.stderr)
+    print("int8 drift is over budget (see the drift report); try --keep-float-auto, a larger calibration set, "
+          "or retrain", file=sys.stderr)
+    return 1
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from edge_sca.isic import resolve_isic_dir
+    from quantize.pipeline import prepare, run
+
+    options = _options(args)
+    isic = resolve_isic_dir(args.isic_dir)
+    rows, failures = [], []
+    for name in args.model or ["b", "c"]:
+        outcome = run(prepare(name, isic, Path(args.models_dir), Path(args.reports_dir), options))
+        rows.append(outcome.summary)
+        failures += outcome.failures
+    emit(rows, args.json, _fmt_convert)
+    return _report_failures(failures)
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from edge_sca.config import model_stem
+    from edge_sca.isic import load_isic_folder, resolve_isic_dir
+    from quantize.budgets import broken, check_budgets
+    from quantize.data import load_split
+    from quantize.drift import measure
+    from quantize.report import write_report
+
+    models_dir, stem = Path(args.models_dir), model_stem(args.model)
+    paths = {"keras": models_dir / f"{stem}.keras", "float32": models_dir / f"{stem}_float32.tflite",
+             "int8": models_dir / f"{stem}_int8.tflite"}
+    if not paths["keras"].is_file():
+        del paths["keras"]
+    folder = load_isic_folder(resolve_isic_dir(args.isic_dir), skip_bad=args.skip_bad)
+    data = load_split(folder, args.split, skip_bad=args.skip_bad)
+    result, probs = measure(paths, data)
+    result.update(model=args.model, split=args.split, isic_dir=str(folder.root))
+    out = Path(args.out) if args.out else Path(args.reports_dir) / args.model / f"{folder.root.name}-{args.split}"
+    write_report(result, probs, data.y, out, f"CancerNet-SCa-{args.model.upper()}: drift on {folder.root.name} "
+                 f"({args.split})")
+    q = result["int8_vs_float32"]
+    emit(result | {"report": str(out / "drift.md")}, args.json, lambda r: (
+        f"{args.model} on {folder.root.name}/{args.split} ({r['n']} images): agreement {q['agreement']:.2%}, delta "
+        f"sensitivity {q['delta_sensitivity'] * 100:+.2f} points, malignant->benign {q['malignant_to_benign']}; "
+        f"report {r['report']}"))
+    res = check_budgets(q["agreement"], q["delta_sensitivity"], result["size_ratio_int8_float32"])
+    return _report_failures([f"{args.model}: {b.message}" for b in broken(res)])
+
+
+def cmd_debug(args: argparse.Namespace) -> int:
+    from edge_sca.isic import load_isic_folder, resolve_isic_dir
+    from quantize.debug import layer_errors
+    from quantize.evaluate import load_source_model
+    from quantize.pipeline import calibration_set
+    from quantize.provenance import write_json
+    from edge_sca.config import model_stem
+
+    models_dir = Path(args.models_dir)
+    src = models_dir / f"{model_stem(args.model)}.keras"
+    folder = load_isic_folder(resolve_isic_dir(args.isic_dir), skip_bad=args.skip_bad)
+    calib, source = calibration_set(folder, args.calibration_size, args.skip_bad)
+    rows = layer_errors(load_source_model(src if src.is_file() else src.with_suffix(".pb")), calib.x,
+                        n_images=args.images, io_type=args.io)
+    out = Path(args.reports_dir) / args.model / "layers.json"
+    write_json(out, {"model": args.model, "calibration": source, "images": min(args.images, len(calib.ids)),
+                     "layers": rows})
+    emit(rows[: args.top], args.json, lambda r: "\n".join(
+        [f"{'tensor':<60} {'op':<18} rmse/scale"] + [f"{x['tensor_name'][:60]:<60} {x['op_name']:<18} "
+                                                     f"{x['rmse_over_scale']:.3f}" for x in r] + [f"(all: {out})"]))
+    return 0
+
+
+def cmd_import_checkpoint(args: argparse.Namespace) -> int:
+    from quantize.checkpoint import import_checkpoint
+
+    out = import_checkpoint(args.checkpoint_dir, args.out)
+    emit({"out": str(out)}, args.json, lambda r: f"wrote {r['out']}")
+    return 0
+
+
+def _add_convert_options(s: argparse.ArgumentParser) -> None:
+    from edge_sca.config import MODELS_DIR
+    from quantize.pipeline import default_reports_dir
+
+    s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
+    s.add_argument("--models-dir", default=str(MODELS_DIR), help="where <stem>.keras is read and .tflite written")
+    s.add_argument("--reports-dir", default=str(default_reports_dir()), help="reports go to <dir>/<model>/")
+    s.add_argument("--calibration-size", type=int, help="calibration images: a stratified subset of the "
+                   "calibration column, or of train when the metadata has no calibration column")
+    s.add_argument("--io", choices=("int8", "uint8"), default="int8", help="int8 model input/output type")
+    s.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad rows, counting them")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edge_sca.config import MODELS_DIR
 
@@ -85,6 +230,60 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--finalize", action="store_true", help="export the best checkpoint now, without training more")
     add_common(s)
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="score a .keras or .tflite model on a labelled ISIC folder", description=(
+        "Accuracy, balanced accuracy, sensitivity, specificity, PPV, AUROC and the confusion matrix at the model's "
+        "threshold (the .tflite manifest's, or the .keras training record's; 0.5 when there is none). .tflite "
+        "files run through edge_sca's runtime, the device's own code path."))
+    s.add_argument("--model", required=True, help="a .keras, .tflite or imported .pb file")
+    s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
+    s.add_argument("--split", default="test", choices=("test", "val", "train", "calibration", "all"),
+                   help="subset to score; `all` scores every image (use it when the metadata has no split column)")
+    s.add_argument("--threshold", type=float, help="decide at this threshold instead of the model's own")
+    s.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad rows, counting them")
+    add_common(s)
+    s.set_defaults(func=cmd_evaluate)
+
+    s = sub.add_parser("convert", help="calibrate and convert to float32 + int8 .tflite, drift report, budgets",
+                       description=(
+        "What `make quantize` runs: for each --model, the float32 and fully-integer int8 .tflite (input_1 / probs) "
+        "with manifests in --models-dir, a drift report on the test split in --reports-dir/<model>/, and the "
+        "budgets (exit 1 when broken). A re-run with unchanged inputs reuses what it built."))
+    s.add_argument("--model", action="append", choices=MODEL_NAMES, help="model to convert (repeatable; default b, c)")
+    _add_convert_options(s)
+    s.add_argument("--variants", help="extra variants, comma-separated: float16,dynamic")
+    keep = s.add_mutually_exclusive_group()
+    keep.add_argument("--keep-float", nargs="+", metavar="LAYER",
+                      help="leave these layers (output tensor names, from `python -m quantize debug`) in float")
+    keep.add_argument("--keep-float-auto", action="store_true",
+                      help="when over budget, diagnose and leave the worst layers in float")
+    add_common(s)
+    s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("drift", help="float vs int8 drift of converted models on any labelled ISIC folder")
+    s.add_argument("--model", required=True, choices=MODEL_NAMES)
+    s.add_argument("--split", default="test", choices=("test", "val", "train", "calibration", "all"))
+    s.add_argument("--out", help="report folder (default: <reports-dir>/<model>/<folder>-<split>)")
+    _add_convert_options(s)
+    add_common(s)
+    s.set_defaults(func=cmd_drift)
+
+    s = sub.add_parser("debug", help="per-layer int8 error (TFLite QuantizationDebugger) on calibration images")
+    s.add_argument("--model", required=True, choices=MODEL_NAMES)
+    s.add_argument("--images", type=int, default=16, help="calibration images to run (default 16)")
+    s.add_argument("--top", type=int, default=10, help="layers to print (all go to layers.json)")
+    _add_convert_options(s)
+    add_common(s)
+    s.set_defaults(func=cmd_debug)
+
+    s = sub.add_parser("import-checkpoint", help="turn an original CancerNet-SCa TF 1.x checkpoint into a .pb",
+                       description=("Restores model.meta + model-N.*, freezes keras_learning_phase to 0 and writes a "
+                                    "frozen graph input_1 -> probs/Softmax. Put it at models/cancernet_sca_<m>.pb "
+                                    "and `convert` uses it when there is no .keras."))
+    s.add_argument("checkpoint_dir", help="folder with model.meta, model-N.index, model-N.data-*")
+    s.add_argument("--out", required=True, help="output .pb path")
+    add_common(s)
+    s.set_defaults(func=cmd_import_checkpoint)
     return p
 
 

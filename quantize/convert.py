@@ -11,19 +11,24 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from edge_sca.config import INT8_SCALE, INT8_ZERO_POINT
+from edge_sca.config import INPUT_NAME, INT8_SCALE, INT8_ZERO_POINT, OUTPUT_NAME
 from edge_sca.preprocess import to_float
 from edge_sca.progress import Progress
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("float32", "int8", "float16", "dynamic")
+IO_TYPES = ("int8", "uint8")
 
 
 def _converter(model):
+    """A converter for a Keras model, or for a concrete function (a checkpoint imported by quantize.checkpoint)."""
+    import keras
     import tensorflow as tf
 
-    return tf.lite.TFLiteConverter.from_keras_model(model)
+    if isinstance(model, keras.Model):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    return tf.lite.TFLiteConverter.from_concrete_functions([model])
 
 
 def representative_dataset(calib_pixels: np.ndarray) -> Iterator[list[np.ndarray]]:
@@ -34,36 +39,89 @@ def representative_dataset(calib_pixels: np.ndarray) -> Iterator[list[np.ndarray
         progress.update()
 
 
+def _int8_converter(model, calib_pixels: np.ndarray | None, io: str):
+    import tensorflow as tf
+
+    if calib_pixels is None or len(calib_pixels) == 0:
+        raise ValueError("int8 conversion needs calibration images")
+    if io not in IO_TYPES:
+        raise ValueError(f"unknown io type {io!r}; choose int8 or uint8")
+    conv = _converter(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: representative_dataset(calib_pixels)
+    conv.inference_input_type = tf.int8 if io == "int8" else tf.uint8
+    conv.inference_output_type = conv.inference_input_type
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    return conv
+
+
 def convert(model, variant: str, calib_pixels: np.ndarray | None = None, io: str = "int8",
             keep_float: list[str] | None = None) -> bytes:
-    """Convert a Keras model to a TFLite flatbuffer of the given variant.
+    """Convert a Keras model to a TFLite flatbuffer of the given variant, tensors named `input_1` / `probs`.
 
     int8: fully-integer (builtin int8 ops only) with `io` (int8 or uint8) input and output, unless `keep_float`
-    names layers to leave in float (then float fallback ops are allowed for those).
+    names layers (output tensor names, see quantize.debug) to leave in float.
     """
     import tensorflow as tf
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    if variant == "int8":
+        conv = _int8_converter(model, calib_pixels, io)
+        if keep_float:
+            return name_io(_convert_keeping_float(conv, calib_pixels, keep_float, io))
+        return name_io(conv.convert())
     conv = _converter(model)
     if variant == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
     elif variant == "dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif variant == "int8":
-        if calib_pixels is None or len(calib_pixels) == 0:
-            raise ValueError("int8 conversion needs calibration images")
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: representative_dataset(calib_pixels)
-        conv.inference_input_type = tf.int8 if io == "int8" else tf.uint8
-        conv.inference_output_type = conv.inference_input_type
-        if keep_float:
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-            conv._experimental_disable_per_channel = False  # noqa: SLF001
-        else:
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    return conv.convert()
+    return name_io(conv.convert())
+
+
+def _convert_keeping_float(conv, calib_pixels: np.ndarray, keep_float: list[str], io: str) -> bytes:
+    """Quantise everything but the ops producing `keep_float` tensors (TFLite's selective quantisation)."""
+    import tensorflow as tf
+    from tensorflow.lite.python.util import modify_model_io_type
+
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=list(keep_float), fully_quantize=True)
+    debugger = tf.lite.experimental.QuantizationDebugger(
+        converter=conv, debug_dataset=lambda: representative_dataset(calib_pixels[:1]), debug_options=options)
+    io_type = tf.int8 if io == "int8" else tf.uint8
+    return bytes(modify_model_io_type(debugger.get_nondebug_quantized_model(), io_type, io_type))
+
+
+def name_io(tflite_bytes: bytes) -> bytes:
+    """Rename the model's input and output tensors (and signature keys) to `input_1` / `probs`.
+
+    The Keras converter names them after the SavedModel signature (serving_default_input_1:0,
+    StatefulPartitionedCall:0); the device contract and the original checkpoints use input_1 and probs.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
+    graph = model.subgraphs[0]
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        raise ValueError(f"expected one input and one output, got {len(graph.inputs)} and {len(graph.outputs)}")
+    graph.tensors[graph.inputs[0]].name = INPUT_NAME.encode()
+    graph.tensors[graph.outputs[0]].name = OUTPUT_NAME.encode()
+    for sig in model.signatureDefs or []:
+        for t in sig.inputs:
+            t.name = INPUT_NAME.encode()
+        for t in sig.outputs:
+            t.name = OUTPUT_NAME.encode()
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def io_names(tflite_bytes: bytes) -> tuple[str, str]:
+    """The (input, output) tensor names the interpreter reports."""
+    from edge_sca.interpreter import interpreter_class
+
+    cls, _ = interpreter_class()
+    interp = cls(model_content=tflite_bytes)
+    return interp.get_input_details()[0]["name"], interp.get_output_details()[0]["name"]
 
 
 def check_int8_input(tflite_bytes: bytes, io: str = "int8") -> None:
