@@ -121,8 +121,8 @@ def read_audit(path: str | Path, include_rotated: bool = False) -> AuditRead:
     path = Path(path)
     files = [path]
     if include_rotated:
-        rotated = sorted(path.parent.glob(path.name + ".*"), key=lambda p: int(p.suffix[1:]) if p.suffix[1:].isdigit() else 0)
-        files = [p for p in reversed(rotated) if p.suffix[1:].isdigit()] + files
+        rotated = [p for p in path.parent.glob(path.name + ".*") if p.suffix[1:].isdigit()]
+        files = sorted(rotated, key=lambda p: -int(p.suffix[1:])) + files
     out = AuditRead()
     for f in files:
         if not f.exists():

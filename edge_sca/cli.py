@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_model(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--model", default=str(DEFAULT_MODEL), help=f"int8 .tflite with its manifest (default {DEFAULT_MODEL})")
+    s.add_argument("--model", default=str(DEFAULT_MODEL),
+                   help=f"int8 .tflite with its manifest beside it (default {DEFAULT_MODEL})")
     s.add_argument("--threads", type=int, help="interpreter threads (default: the runtime's choice)")
 
 

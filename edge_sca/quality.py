@@ -1,9 +1,9 @@
 """The quality gate: a frame the model should not judge gets "retake" with the reason, never a class.
 
 Measured on the 224x224 RGB pixels the model sees, so the thresholds do not depend on the camera's resolution.
-Checks, in order: too dark (mean luma), saturated (fraction of pixels clipped to white in every channel), out of focus (variance of the
-Laplacian of the luma), no lesion in view (contrast between the darkest blurred pixels in the centre and their
-median: plain skin is nearly flat there). Thresholds live in edge_sca.config (QUALITY_*).
+Checks, in order: too dark (mean luma), saturated (fraction of pixels clipped to white in every channel), out of
+focus (variance of the Laplacian of the luma), no lesion in view (contrast between the darkest blurred pixels in
+the centre and their median: plain skin is nearly flat there). Thresholds live in edge_sca.config (QUALITY_*).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ class QualityResult:
 def measure(pixels: np.ndarray) -> dict:
     """The four measures of an RGB uint8 image (normally the 224x224 model input)."""
     gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
-    saturated = (pixels >= config.QUALITY_SATURATION_LEVEL).all(axis=2)  # blown to white; one clipped channel is a colour cast
+    # blown out to white; a single clipped channel is only a colour cast (common on real dermoscopes)
+    saturated = (pixels >= config.QUALITY_SATURATION_LEVEL).all(axis=2)
     h, w = gray.shape
     centre = cv2.GaussianBlur(gray, (0, 0), 3)[h // 6: h - h // 6, w // 6: w - w // 6].astype(np.float32)
     return {
