@@ -27,6 +27,7 @@ from benchmarks.report import markdown, plot  # noqa: E402
 from edge_sca.cli_common import add_common, run_cli  # noqa: E402
 from edge_sca.config import MODELS_DIR  # noqa: E402
 from edge_sca.errors import EdgeScaError, ModelError  # noqa: E402
+from edge_sca.isic import resolve_isic_dir  # noqa: E402
 
 log = logging.getLogger("bench")
 
@@ -141,6 +142,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cfg.update({k: v for k, v in (("runs", args.runs), ("warmup", args.warmup),
                                   ("max_seconds", args.max_seconds), ("e2e_frames", args.e2e_frames)) if v is not None})
     paths = find_models(Path(args.models_dir), args.model)
+    if args.isic_dir:  # fail before the long measurements, not after
+        args.isic_dir = resolve_isic_dir(args.isic_dir)
     machine = machine_info(clock_override=args.clock_ghz)
     threads = thread_counts(args.threads, machine["cores"])
     notes = _load_notes(machine)
