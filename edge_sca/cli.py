@@ -110,29 +110,18 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     runtime = Runtime(args.model, threads=args.threads)
     runtime.ensure_ready()
-    rows, failed = [], 0
+    rows, lines = [], []
     for image in args.images:
         try:
-            rgb = read_image(image)
+            d = runtime.process(Frame(read_image(image), image))
         except ImageError as exc:
-            failed += 1
             rows.append({"image": image, "error": str(exc)})
+            lines.append(f"{image}: ERROR {exc}")
             continue
-        d = runtime.process(Frame(rgb, image))
         rows.append({"image": image, **{k: v for k, v in d.to_dict().items() if k != "quality"}})
-    human = "\n".join(f"{r['image']}: ERROR {r['error']}" if "error" in r else _decision_line(runtime_row(r))
-                      for r in rows) + f"\n{config.DISCLAIMER}"
-    emit(rows, args.json, lambda _: human)
-    return 2 if failed else 0
-
-
-def runtime_row(row: dict):
-    """A classify row back as a Decision, for the shared one-line format."""
-    from edge_sca.runtime import Decision
-
-    fields = {k: row[k] for k in Decision.__dataclass_fields__ if k in row}
-    fields["source_id"] = row["image"]
-    return Decision(**fields)
+        lines.append(_decision_line(d))
+    emit(rows, args.json, lambda _: "\n".join(lines + [config.DISCLAIMER]))
+    return 2 if any("error" in r for r in rows) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
