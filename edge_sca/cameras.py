@@ -164,7 +164,7 @@ class PiCamera2Camera(Camera):
         try:
             job = self.cam.capture_array("main", wait=False)
             return self.cam.wait(job, timeout=self.timeout_s)
-        except TypeError:  # an older picamera2 without timeouts
+        except (TypeError, AttributeError):  # an older picamera2 without job timeouts: blocking capture
             return self.cam.capture_array("main")
 
     def close(self) -> None:
