@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from edge_sca.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ def freeze_checkpoint(ckpt_dir: str | Path):
         return frozen
     inference = tf.Graph()
     with inference.as_default():
-        zero = tf.constant(0, dtype=phase.dtype, name="learning_phase_inference")
+        zero = tf.zeros([], dtype=phase.dtype, name="learning_phase_inference")  # 0 / False: inference
         tf.compat.v1.import_graph_def(frozen, input_map={LEARNING_PHASE: zero}, name="")
         pruned = tf.compat.v1.graph_util.extract_sub_graph(inference.as_graph_def(), [OUTPUT_TENSOR.split(":")[0]])
     return pruned
@@ -75,7 +77,7 @@ def import_checkpoint(ckpt_dir: str | Path, out: str | Path) -> Path:
 
 
 def load_frozen(path: str | Path):
-    """A frozen .pb as a concrete function input_1 -> probs, which quantize.convert accepts like a Keras model."""
+    """A frozen .pb as a concrete function [input_1] -> [probs], which quantize.convert accepts like a Keras model."""
     import tensorflow as tf
 
     graph_def = tf.compat.v1.GraphDef()
@@ -85,4 +87,11 @@ def load_frozen(path: str | Path):
         raise ModelError(f"{path}: not a frozen graph written by `python -m quantize import-checkpoint` ({exc})") from exc
     wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
     g = wrapped.graph
-    return wrapped.prune(g.as_graph_element(INPUT_TENSOR), g.as_graph_element(OUTPUT_TENSOR))
+    return wrapped.prune([g.as_graph_element(INPUT_TENSOR)], [g.as_graph_element(OUTPUT_TENSOR)])
+
+
+def run_frozen(fn, x: np.ndarray) -> np.ndarray:
+    """Call a load_frozen function on a float batch; returns the probabilities."""
+    import tensorflow as tf
+
+    return fn(tf.constant(x, tf.float32))[0].numpy()

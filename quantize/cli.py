@@ -78,7 +78,7 @@ def _options(args: argparse.Namespace):
         raise EdgeScaError(f"unknown variant(s) {', '.join(bad)} in --variants; choose from {', '.join(VARIANTS)}")
     return QuantizeOptions(io=args.io, variants=extra, calibration_size=args.calibration_size,
                            keep_float=list(args.keep_float or []), keep_float_auto=args.keep_float_auto,
-                           skip_bad=args.skip_bad)
+                           skip_bad=args.skip_bad, per_tensor=args.per_tensor)
 
 
 def _fmt_convert(rows: list[dict]) -> str:
@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", action="append", choices=MODEL_NAMES, help="model to convert (repeatable; default b, c)")
     _add_convert_options(s)
     s.add_argument("--variants", help="extra variants, comma-separated: float16,dynamic")
+    s.add_argument("--per-tensor", action="store_true",
+                   help="per-tensor int8 weight scales (smaller file than per-channel, usually more drift)")
     keep = s.add_mutually_exclusive_group()
     keep.add_argument("--keep-float", nargs="+", metavar="LAYER",
                       help="leave these layers (output tensor names, from `python -m quantize debug`) in float")

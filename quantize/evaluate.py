@@ -86,12 +86,12 @@ def _keras_scorer(path: Path) -> Scorer:
 
 def _frozen_scorer(path: Path) -> Scorer:
     from edge_sca.preprocess import to_float
-    from quantize.checkpoint import load_frozen
+    from quantize.checkpoint import load_frozen, run_frozen
 
     fn = load_frozen(path)
 
     def p_malignant(x: np.ndarray) -> np.ndarray:
-        return np.concatenate([fn(to_float(x[i:i + 32])).numpy()[:, 1] for i in range(0, len(x), 32)]).astype(float)
+        return np.concatenate([run_frozen(fn, to_float(x[i:i + 32]))[:, 1] for i in range(0, len(x), 32)]).astype(float)
 
     return Scorer(path, "frozen graph", DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD} (frozen graph)", p_malignant)
 

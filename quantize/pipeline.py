@@ -42,6 +42,7 @@ class QuantizeOptions:
     keep_float: list[str] = field(default_factory=list)
     keep_float_auto: bool = False
     skip_bad: bool = False
+    per_tensor: bool = False  # per-tensor weight scales: smaller file, usually more drift
 
 
 @dataclass
@@ -91,8 +92,12 @@ def calibration_set(folder: IsicFolder, size: int | None, skip_bad: bool = False
 
 
 def build_key(keras_sha: str, calib_ids_sha: str, options: QuantizeOptions, variant: str) -> str:
-    blob = json.dumps({"keras": keras_sha, "calibration": calib_ids_sha, "options": asdict(options),
-                       "variant": variant, "code": code_version()}, sort_keys=True)
+    """What a variant's bytes depend on: float variants only on the Keras file and the code; int8 also on the
+    calibration ids and the int8 options."""
+    int8 = variant == "int8"
+    opts = {k: v for k, v in asdict(options).items() if k in ("io", "keep_float", "keep_float_auto", "per_tensor")}
+    blob = json.dumps({"keras": keras_sha, "calibration": calib_ids_sha if int8 else None,
+                       "options": opts if int8 else None, "variant": variant, "code": code_version()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -181,7 +186,8 @@ def build_variant(job: Job, variant: str, keep_float: list[str] | None = None, p
         log.info("%s is up to date (build key %s); reusing it", path.name, key[:12])
         return path
     log.info("converting %s to %s%s", job.keras_path.name, variant, f" keeping {keep_float} in float" if keep_float else "")
-    data = convert(job.model(), variant, job.calib.x, io=job.options.io, keep_float=keep_float)
+    data = convert(job.model(), variant, job.calib.x, io=job.options.io, keep_float=keep_float,
+                   per_channel=not job.options.per_tensor)
     if variant == "int8":
         check_int8_input(data, job.options.io)
     extra = job.manifest_extra(variant) | {"build_key": key, "keep_float": list(keep_float or [])}
