@@ -92,6 +92,9 @@ def run_e2e_all(models: list[dict], args: argparse.Namespace, cfg: dict, cores: 
         notes.append(f"end-to-end skipped: edge_sca runtime not importable ({exc})")
         return []
     spec = args.camera or default_camera(args.isic_dir)
+    if spec.startswith("synthetic"):
+        notes.append("end-to-end camera: synthetic; its capture time is drawing the scene in numpy, not a sensor's: "
+                     "read 'around model' (give --isic-dir or --camera picamera2 for real frames)")
     out = []
     for m in models:
         if "error" in m or m["input_dtype"] not in ("int8", "uint8"):

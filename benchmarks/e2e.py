@@ -42,4 +42,6 @@ def run_e2e(model: dict, camera_spec: str, frames: int, threads: int, split: str
     if lat.get("measured") and invoke:
         out["overhead_ms_mean"] = lat["mean_ms"] - invoke["mean_ms"]
         out["overhead_fraction"] = out["overhead_ms_mean"] / lat["mean_ms"]
+        capture = lat["stages"].get("capture_ms", {}).get("mean_ms", 0.0)
+        out["around_model_ms_mean"] = out["overhead_ms_mean"] - capture  # preprocess, quality gate, decision
     return out
