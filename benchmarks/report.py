@@ -59,9 +59,9 @@ def e2e_table(e2e: list[dict]) -> list[str]:
             continue
         lat, st = e["latency"], e["latency"].get("stages", {})
         dec = ", ".join(f"{k} {v}" for k, v in sorted(e["decisions"].items()))
+        stage = [_f(st.get(k, {}).get("mean_ms")) for k in ("capture_ms", "preprocess_ms", "invoke_ms")]
         rows.append(f"| {e['model']} | {e['camera']} | {e['threads']} | {lat.get('measured', 0)} "
-                    f"| {_f(st.get('capture_ms', {}).get('mean_ms'))} | {_f(st.get('preprocess_ms', {}).get('mean_ms'))} "
-                    f"| {_f(st.get('invoke_ms', {}).get('mean_ms'))} | {_f(e.get('around_model_ms_mean'))} "
+                    f"| {' | '.join(stage)} | {_f(e.get('around_model_ms_mean'))} "
                     f"| {_f(lat.get('p50_ms'))} | {_f(lat.get('p99_ms'))} "
                     f"| {_f(lat.get('fps'), '.1f')} | {_pct(e.get('overhead_fraction'))} | {dec} |")
     return rows
@@ -83,7 +83,8 @@ def accuracy_table(acc: dict) -> list[str]:
         f, q = r["float32"], r["int8"]
         rows.append(f"| {arch} | {f['threshold']:.3f} / {q['threshold']:.3f} "
                     f"| {f['balanced_accuracy']:.3f} / {q['balanced_accuracy']:.3f} "
-                    f"| {f['sensitivity']:.3f} / {q['sensitivity']:.3f} | {f['specificity']:.3f} / {q['specificity']:.3f} "
+                    f"| {f['sensitivity']:.3f} / {q['sensitivity']:.3f} "
+                    f"| {f['specificity']:.3f} / {q['specificity']:.3f} "
                     f"| {f['auroc']:.3f} / {q['auroc']:.3f} | {r['agreement']:.1%} "
                     f"| {r['flips']['benign_to_malignant']} / {r['flips']['malignant_to_benign']} "
                     f"| {r['mean_abs_delta_p']:.4f} / {r['max_abs_delta_p']:.4f} |")
