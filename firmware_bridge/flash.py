@@ -185,7 +185,9 @@ class HostTarget:
             cmd = self.opts.fill(self.opts.selftest_cmd, release=self._path(release),
                                  model=f"{self._path(release)}/{model}")
             proc = self.sh(cmd, f"self-test of {model}")
-            self.opts.notes.append(f"self-test {model}: " + (proc.stdout.strip().splitlines() or ["passed"])[-1])
+            lines = proc.stdout.strip().splitlines() or ["passed"]
+            summary = next((ln for ln in lines if "self-test" in ln), lines[-1])
+            self.opts.notes.append(f"self-test {model}: {summary}")
 
     def switch(self, release: str) -> None:
         p = shlex.quote(self.prefix)

@@ -91,3 +91,21 @@ def random_models(tiny_isic: Path, tmp_path_factory) -> dict[str, Path]:
     model.save(out / "cancernet_sca_b.keras")
     paths["keras"] = out / "cancernet_sca_b.keras"
     return paths
+
+
+@pytest.fixture(scope="session")
+def write_fake_model():
+    """write(folder, stem, data): a .tflite file of arbitrary bytes with a manifest whose sha256 matches, for
+    tests of bundling and flashing, which check manifests and hashes but never run the model."""
+    import hashlib
+    import json
+
+    def write(folder: Path, stem: str, data: bytes) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{stem}.tflite").write_bytes(data)
+        manifest = {"format": 1, "model_file": f"{stem}.tflite", "sha256": hashlib.sha256(data).hexdigest(),
+                    "architecture": "b", "input": {"size": 224}, "class_names": ["benign", "malignant"],
+                    "threshold": 0.5}
+        (folder / f"{stem}.manifest.json").write_text(json.dumps(manifest))
+
+    return write

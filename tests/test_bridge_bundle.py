@@ -19,26 +19,16 @@ from firmware_bridge.bundle import INDEX, SIGNATURE, extract_verified, make_bund
 from firmware_bridge.errors import BundleError
 
 
-def write_model(folder: Path, stem: str, data: bytes) -> None:
-    """A model file with a manifest whose sha256 matches (bundling checks that, not what the bytes compute)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / f"{stem}.tflite").write_bytes(data)
-    manifest = {"format": 1, "model_file": f"{stem}.tflite", "sha256": hashlib.sha256(data).hexdigest(),
-                "architecture": "b", "input": {"size": 224}, "class_names": ["benign", "malignant"],
-                "threshold": 0.5}
-    (folder / f"{stem}.manifest.json").write_text(json.dumps(manifest))
-
-
 @pytest.fixture
 def keys(tmp_path):
     return signing.keygen(tmp_path / "keys" / "signing.key")
 
 
 @pytest.fixture
-def models(tmp_path):
+def models(tmp_path, write_fake_model):
     d = tmp_path / "models"
-    write_model(d, "cancernet_sca_b_int8", b"TFL3 int8 bytes" * 10)
-    write_model(d, "cancernet_sca_b_float32", b"TFL3 float bytes" * 20)
+    write_fake_model(d, "cancernet_sca_b_int8", b"TFL3 int8 bytes" * 10)
+    write_fake_model(d, "cancernet_sca_b_float32", b"TFL3 float bytes" * 20)
     (d / "orphan.tflite").write_bytes(b"no manifest")  # skipped with a warning
     return d
 
@@ -89,11 +79,11 @@ def test_extract_verified(bundle, keys, tmp_path):
         extract_verified(members, out)
 
 
-def test_no_models_and_bad_manifest_hash(tmp_path, keys):
+def test_no_models_and_bad_manifest_hash(tmp_path, keys, write_fake_model):
     with pytest.raises(BundleError, match="no .tflite model with a manifest"):
         make_bundle(tmp_path, keys[0], tmp_path / "dist")
     d = tmp_path / "m"
-    write_model(d, "x_int8", b"abc")
+    write_fake_model(d, "x_int8", b"abc")
     (d / "x_int8.tflite").write_bytes(b"abd")
     with pytest.raises(BundleError, match="does not match its manifest"):
         make_bundle(d, keys[0], tmp_path / "dist")
