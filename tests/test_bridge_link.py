@@ -125,3 +125,36 @@ def test_simulate_cli_prints_its_pty_path():
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert '"port": "/dev/pts/' in proc.stdout
+
+
+@pytest.mark.slow
+def test_edge_sca_run_with_bridge_drives_the_board(random_models, sim):
+    """`python -m edge_sca run --bridge PORT`: trigger -> illumination on -> capture -> off -> result shown."""
+    import json
+    import threading
+
+    pytest.importorskip("edge_sca.cli")
+    done = threading.Event()
+
+    def press():
+        while not done.wait(0.2):
+            sim.press_trigger()
+
+    presser = threading.Thread(target=press, daemon=True)
+    presser.start()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "edge_sca", "run", "--bridge", sim.port, "--camera",
+                               "synthetic", "--frames", "2", "--model", str(random_models["int8"]), "--json"],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        done.set()
+        presser.join()
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["stopped_by"] == "frames"
+    kinds = [m.type for m in sim.requests]
+    assert kinds.count(P.MsgType.SHOW_RESULT) == 2
+    illum = [P.parse_illum(m.payload)[0] for m in sim.requests if m.type == P.MsgType.SET_ILLUM]
+    assert illum[0] != "off" and illum[1] == "off"  # lit for the capture only
+    assert sim.display[0] in P.DECISIONS
+    assert sim.illumination == ("off", 0) and sim.led == "off"  # close() switched the board off
