@@ -107,6 +107,7 @@ class RootTarget:
                                f"current/install.sh` on the scanner (creates the venv and the service user)")
 
     def selftest(self, release: str, models: list[str]) -> None:
+        models = sorted(models, key=lambda m: "int8" not in m)
         self.opts.notes.append("ROOT: self-test skipped (the scanner's Python cannot run here); after boot run "
                                f"`{self.opts.prefix}/venv/bin/python -m edge_sca selftest --model "
                                f"{self.opts.prefix}/current/{models[0] if models else 'models/<model>.tflite'}`")
