@@ -7,7 +7,7 @@ EPOCHS    ?= 30
 ARGS      ?=
 STAMP     := .venv/.setup-stamp
 
-.PHONY: help setup test train evaluate quantize bench bundle flash keygen clean
+.PHONY: help setup test train evaluate quantize bench bundle flash rollback keygen clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -29,3 +29,22 @@ train: setup  ## train MODEL=b|c|resnet50 on ISIC_DIR for EPOCHS epochs (ARGS fo
 
 evaluate: setup  ## score models/cancernet_sca_$(MODEL).keras on the test split of ISIC_DIR
 	$(PY) -m quantize evaluate --model models/cancernet_sca_$(MODEL).keras --isic-dir $(ISIC_DIR) --split test $(ARGS)
+
+bench:  ## time every model in models/ on this machine (ARGS=--quick for a short run; adds drift when ISIC_DIR exists)
+	$(PY) benchmarks/device_bench.py $(if $(wildcard $(ISIC_DIR)/metadata.csv),--isic-dir $(ISIC_DIR)) $(ARGS)
+
+KEY        ?= keys/bundle-signing.key
+MODELS_DIR ?= models
+TARGET      = $(if $(HOST),--host $(HOST)) $(if $(ROOT),--root $(ROOT))
+
+keygen: setup  ## make the Ed25519 bundle-signing key pair (KEY and its .pub); never overwrites an existing key
+	$(PY) -m firmware_bridge keygen --key $(KEY) $(ARGS)
+
+bundle: setup  ## pack MODELS_DIR's models, edge_sca and the deploy files into dist/cancernet-sca-<version>.tar.gz, signed with KEY
+	$(PY) -m firmware_bridge bundle --models $(MODELS_DIR) --key $(KEY) --out-dir dist $(ARGS)
+
+flash: setup  ## install the newest dist/ bundle on HOST=user@scanner (ssh, self-test) or ROOT=/mounted/rootfs
+	$(PY) -m firmware_bridge flash $(TARGET) --dist dist --public-key $(basename $(KEY)).pub $(ARGS)
+
+rollback: setup  ## make the previous release current again on HOST=user@scanner or ROOT=/mounted/rootfs
+	$(PY) -m firmware_bridge rollback $(TARGET) $(ARGS)
