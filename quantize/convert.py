@@ -6,7 +6,9 @@ function, divided by 255. The int8 model's input then has scale 1/255 and zero p
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from collections.abc import Iterator
 
 import numpy as np
@@ -63,7 +65,14 @@ def convert(model, variant: str, calib_pixels: np.ndarray | None = None, io: str
     int8: fully-integer (builtin int8 ops only) with `io` (int8 or uint8) input and output, unless `keep_float`
     names layers (output tensor names, see quantize.debug) to leave in float. `per_channel=False` quantises
     weights per tensor: the per-channel scales and int64 zero points are about a fifth of an int8 CancerNet file.
+    Keras prints its SavedModel export to stdout; that goes to stderr here, so `--json` output stays clean.
     """
+    with contextlib.redirect_stdout(sys.stderr):
+        return _convert(model, variant, calib_pixels, io, keep_float, per_channel)
+
+
+def _convert(model, variant: str, calib_pixels: np.ndarray | None = None, io: str = "int8",
+             keep_float: list[str] | None = None, per_channel: bool = True) -> bytes:
     import tensorflow as tf
 
     if variant not in VARIANTS:

@@ -7,9 +7,11 @@ so the worst can be left in float (`--keep-float`) when drift is over budget.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -31,10 +33,11 @@ def layer_errors(model, calib_pixels: np.ndarray, n_images: int = DEBUG_IMAGES, 
 
     subset = np.asarray(calib_pixels[:n_images])
     conv = _int8_converter(model, np.asarray(calib_pixels), io_type)
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        converter=conv, debug_dataset=lambda: representative_dataset(subset))
     log.info("per-layer diagnosis on %d calibration images", len(subset))
-    debugger.run()
+    with contextlib.redirect_stdout(sys.stderr):  # Keras prints its SavedModel export; keep --json clean
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=conv, debug_dataset=lambda: representative_dataset(subset))
+        debugger.run()
     buf = io.StringIO()
     debugger.layer_statistics_dump(buf)
     buf.seek(0)

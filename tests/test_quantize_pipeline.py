@@ -1,0 +1,167 @@
+"""`python -m quantize convert / drift / evaluate` end to end on a model trained here on real ISIC images."""
+
+import contextlib
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import make_tiny_isic
+from quantize import budgets
+from quantize.cli import main
+
+
+def _run(args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main(args)
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_isic, tmp_path_factory):
+    out = tmp_path_factory.mktemp("qmodels")
+    assert main(["train", "--model", "b", "--isic-dir", str(tiny_isic), "--out-dir", str(out), "--epochs", "1",
+                 "--steps-per-epoch", "1", "--batch-size", "8", "--image-size", "64", "--seed", "1", "-q"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def converted(trained, tiny_isic, tmp_path_factory):
+    reports = tmp_path_factory.mktemp("qreports")
+    args = ["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(trained),
+            "--reports-dir", str(reports), "--json", "-q"]
+    rc, out, err = _run(args)
+    assert out, err
+    return {"models": trained, "reports": reports, "args": args, "rc": rc, "rows": json.loads(out), "err": err}
+
+
+def test_convert_writes_named_int8_and_float32_models_with_manifests(converted):
+    from edge_sca.interpreter import TFLiteModel
+    from quantize.convert import io_names
+
+    record = json.loads((converted["models"] / "cancernet_sca_b.json").read_text())
+    for variant in ("float32", "int8"):
+        path = converted["models"] / f"cancernet_sca_b_{variant}.tflite"
+        assert io_names(path.read_bytes()) == ("input_1", "probs")
+        model = TFLiteModel(path)  # the manifest's sha256 matches the file
+        m = model.manifest.data
+        assert m["threshold"] == pytest.approx(record["threshold"]) and "training record" in m["threshold_source"]
+        assert m["calibration"]["count"] == 6 and len(m["calibration"]["ids_sha256"]) == 64
+        assert m["calibration"]["source"] == "metadata calibration column"
+        assert m["tool_versions"]["tensorflow"] and m["build_key"]
+        assert set(m["metrics"]) >= {"keras", "float32", "int8", "int8_vs_float32"}
+        assert len(m["reference_vectors"]) == 3
+    q = TFLiteModel(converted["models"] / "cancernet_sca_b_int8.tflite")
+    assert q.dtype == "int8" and q.input["quantization"][1] == -128
+    assert abs(q.input["quantization"][0] - 1 / 255) < 1e-9 and q.output["dtype"] == np.int8
+
+
+def test_drift_report_and_exit_status_follow_the_budgets(converted):
+    rdir = converted["reports"] / "b"
+    d = json.loads((rdir / "drift.json").read_text())
+    assert d["n"] == 6 and set(d["metrics"]) == {"keras", "float32", "int8"}
+    assert d["budgets"]["limits"] == budgets.BUDGETS
+    for png in ("confusion.png", "scatter.png"):
+        assert (rdir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (rdir / "drift.md").read_text()
+    assert "top-1 agreement" in md and "malignant -> benign (dangerous)" in md
+    failed = [r for r in d["budgets"]["results"] if not r["ok"]]
+    assert converted["rc"] == (1 if failed else 0)
+    for r in failed:
+        assert r["message"] in converted["err"]
+    row = converted["rows"][0]
+    assert row["agreement"] == d["int8_vs_float32"]["agreement"] and row["budgets_ok"] == (not failed)
+
+
+def test_rerun_reuses_everything_and_still_applies_the_budgets(converted, monkeypatch):
+    files = sorted(converted["models"].glob("*.tflite")) + [converted["reports"] / "b" / "drift.json"]
+    before = [f.stat().st_mtime_ns for f in files]
+    monkeypatch.setattr(budgets, "MAX_SIZE_RATIO", 0.0)
+    rc, _, err = _run(converted["args"])
+    assert rc == 1 and "budget broken: b: int8 file is" in err and "over budget" in err
+    monkeypatch.setattr(budgets, "MAX_SIZE_RATIO", 1.0)
+    monkeypatch.setattr(budgets, "MIN_AGREEMENT", 0.0)
+    monkeypatch.setattr(budgets, "MAX_DELTA_SENSITIVITY", 1.0)
+    rc, _, err = _run(converted["args"])
+    assert rc == 0 and "budget broken" not in err
+    assert [f.stat().st_mtime_ns for f in files] == before  # nothing was rebuilt
+
+
+def test_uint8_io_rebuilds_only_the_int8_model(converted, tiny_isic, tmp_path):
+    from edge_sca.interpreter import TFLiteModel
+
+    for f in converted["models"].iterdir():
+        if f.is_file() and "int8" not in f.name:
+            shutil.copy2(f, tmp_path / f.name)
+    float_mtime = (tmp_path / "cancernet_sca_b_float32.tflite").stat().st_mtime_ns
+    rc, _, _ = _run(["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path),
+                     "--reports-dir", str(tmp_path / "r"), "--io", "uint8", "-q"])
+    assert rc in (0, 1)
+    q = TFLiteModel(tmp_path / "cancernet_sca_b_int8.tflite")
+    assert q.dtype == "uint8" and q.input["quantization"][1] == 0 and q.output["dtype"] == np.uint8
+    assert q.manifest.data["input"]["formula"] == "q = pixel"
+    assert (tmp_path / "cancernet_sca_b_float32.tflite").stat().st_mtime_ns == float_mtime
+
+
+@pytest.fixture(scope="module")
+def no_split_isic(isic_dir, tmp_path_factory):
+    """The tiny folder's images with neither a split nor a calibration column."""
+    cols = ["isic_id", "benign_malignant", "diagnosis", "lesion_id"]
+    return make_tiny_isic(isic_dir, tmp_path_factory.mktemp("nosplit"), columns=cols)
+
+
+def test_evaluate_tflite_split_all_without_a_split_column(random_models, no_split_isic):
+    rc, out, _ = _run(["evaluate", "--model", str(random_models["int8"]), "--isic-dir", str(no_split_isic),
+                       "--split", "all", "--json"])
+    r = json.loads(out)
+    assert rc == 0 and r["n"] == 18 and r["counts"] == {"benign": 9, "malignant": 9}
+    assert r["threshold"] == 0.5 and r["threshold_source"].startswith("manifest")
+    assert sum(map(sum, r["confusion"])) == 18
+    for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "auroc"):
+        assert key in r
+
+
+def test_evaluate_keras_uses_the_training_records_threshold(trained, tiny_isic):
+    rc, out, _ = _run(["evaluate", "--model", str(trained / "cancernet_sca_b.keras"), "--isic-dir", str(tiny_isic),
+                       "--split", "test", "--json"])
+    r = json.loads(out)
+    record = json.loads((trained / "cancernet_sca_b.json").read_text())
+    assert rc == 0 and r["n"] == 6 and r["kind"] == "keras"
+    assert r["threshold"] == pytest.approx(record["threshold"])
+    assert r["balanced_accuracy"] == pytest.approx(record["metrics"]["test"]["balanced_accuracy"], abs=1e-6)
+
+
+def test_drift_on_another_folder(converted, no_split_isic, tmp_path):
+    rc, out, _ = _run(["drift", "--model", "b", "--isic-dir", str(no_split_isic), "--split", "all", "--models-dir",
+                       str(converted["models"]), "--out", str(tmp_path), "--json", "-q"])
+    r = json.loads(out)
+    assert rc in (0, 1) and r["n"] == 18 and (tmp_path / "drift.md").is_file()
+    assert rc == (0 if r["budgets"]["ok"] else 1)
+
+
+@pytest.mark.parametrize("model, message", [("missing.tflite", "cannot read the model"),
+                                            ("missing.keras", "no such model file"),
+                                            ("model.onnx", "unknown model type")])
+def test_evaluate_refuses_bad_model_paths(tiny_isic, tmp_path, model, message):
+    rc, _, err = _run(["evaluate", "--model", str(tmp_path / model), "--isic-dir", str(tiny_isic)])
+    assert rc == 2 and message in err and err.count("\n") == 1
+
+
+def test_convert_without_a_calibration_set_says_what_to_do(trained, no_split_isic, tmp_path):
+    rc, _, err = _run(["convert", "--model", "b", "--isic-dir", str(no_split_isic), "--models-dir", str(trained),
+                       "--reports-dir", str(tmp_path)])
+    assert rc == 2 and "no calibration set" in err and "--calibration-size" in err
+
+
+def test_convert_without_a_trained_model_says_what_to_do(tiny_isic, tmp_path):
+    rc, _, err = _run(["convert", "--model", "c", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path)])
+    assert rc == 2 and "make train MODEL=c" in err
+
+
+def test_unknown_variant_is_refused(tiny_isic, tmp_path):
+    rc, _, err = _run(["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path),
+                       "--variants", "int4"])
+    assert rc == 2 and "int4" in err
