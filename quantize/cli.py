@@ -167,8 +167,8 @@ def cmd_debug(args: argparse.Namespace) -> int:
     write_json(out, {"model": args.model, "calibration": source, "images": min(args.images, len(calib.ids)),
                      "layers": rows})
     emit(rows[: args.top], args.json, lambda r: "\n".join(
-        [f"{'tensor':<60} {'op':<18} rmse/scale"] + [f"{x['tensor_name'][:60]:<60} {x['op_name']:<18} "
-                                                     f"{x['rmse_over_scale']:.3f}" for x in r] + [f"(all: {out})"]))
+        ["rmse/scale  op                 tensor (pass it to convert --keep-float, quoted)"]
+        + [f"{x['rmse_over_scale']:10.3f}  {x['op_name']:<18} {x['tensor_name']}" for x in r] + [f"(all: {out})"]))
     return 0
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from edge_sca.config import INPUT_NAME, INT8_SCALE, INT8_ZERO_POINT, OUTPUT_NAME
+from edge_sca.errors import ModelError
 from edge_sca.preprocess import to_float
 from edge_sca.progress import Progress
 
@@ -101,7 +102,11 @@ def _convert_keeping_float(conv, calib_pixels: np.ndarray, keep_float: list[str]
     debugger = tf.lite.experimental.QuantizationDebugger(
         converter=conv, debug_dataset=lambda: representative_dataset(calib_pixels[:1]), debug_options=options)
     io_type = tf.int8 if io == "int8" else tf.uint8
-    return bytes(modify_model_io_type(debugger.get_nondebug_quantized_model(), io_type, io_type))
+    data = bytes(modify_model_io_type(debugger.get_nondebug_quantized_model(), io_type, io_type))
+    if "float32" not in tensor_types_and_ops(data)[0]:
+        raise ModelError(f"none of the --keep-float layers ({', '.join(keep_float)}) is in the model; use the tensor "
+                         "names `python -m quantize debug --model M` lists")
+    return data
 
 
 def name_io(tflite_bytes: bytes) -> bytes:

@@ -55,3 +55,11 @@ def test_unknown_variant_and_missing_calibration_are_refused(small):
         convert(model, "int4")
     with pytest.raises(ValueError, match="calibration"):
         convert(model, "int8", calib_pixels=np.zeros((0, 32, 32, 3), np.uint8))
+
+
+def test_keep_float_with_an_unknown_layer_says_so(small):
+    from edge_sca.errors import ModelError
+
+    model, calib = small
+    with pytest.raises(ModelError, match="python -m quantize debug"):
+        convert(model, "int8", calib, keep_float=["no/such/layer"])
