@@ -186,17 +186,21 @@ def build_variant(job: Job, variant: str, keep_float: list[str] | None = None, p
         log.info("%s is up to date (build key %s); reusing it", path.name, key[:12])
         return path
     log.info("converting %s to %s%s", job.keras_path.name, variant, f" keeping {keep_float} in float" if keep_float else "")
-    data = convert(job.model(), variant, job.calib.x, io=job.options.io, keep_float=keep_float,
-                   per_channel=not job.options.per_tensor)
-    if variant == "int8":
-        check_int8_input(data, job.options.io)
+    try:
+        data = convert(job.model(), variant, job.calib.x, io=job.options.io, keep_float=keep_float,
+                       per_channel=not job.options.per_tensor)
+        if variant == "int8":
+            check_int8_input(data, job.options.io)
+    except ValueError as exc:  # bad calibration or options: say so in one line, not a traceback
+        raise ModelError(f"{job.keras_path.name} -> {variant}: {exc}") from exc
     extra = job.manifest_extra(variant) | {"build_key": key, "keep_float": list(keep_float or [])}
     write_model(data, path, job.name, variant, job.threshold, job.calib.x[:REFERENCE_IMAGES],
                 job.calib.ids[:REFERENCE_IMAGES], extra=extra)
     return path
 
 
-def test_key(job: Job) -> str:
+def eval_data_key(job: Job) -> str:
+    """Hash of the test split the drift report is measured on."""
     records = job.folder.subset("test")
     return hashlib.sha256((job.folder.metadata_sha256() + data_key(records, INPUT_SIZE)).encode()).hexdigest()[:16]
 
@@ -204,7 +208,7 @@ def test_key(job: Job) -> str:
 def run(job: Job) -> Outcome:
     """Build the variants, then drift on the test split, keep-float, budgets; all reused when nothing changed."""
     variants = ["float32", "int8"] + [v for v in job.options.variants if v not in ("float32", "int8")]
-    inputs_key = hashlib.sha256(json.dumps([job.key(v) for v in variants] + [test_key(job)]).encode()).hexdigest()[:24]
+    inputs_key = hashlib.sha256(json.dumps([job.key(v) for v in variants] + [eval_data_key(job)]).encode()).hexdigest()[:24]
     cached = _cached_report(job, inputs_key)
     if cached is not None:
         log.info("%s: models and drift report are up to date (key %s); reusing them", job.name, inputs_key[:12])
