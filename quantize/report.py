@@ -25,7 +25,7 @@ def plot_confusions(metrics: dict[str, dict], path: Path) -> None:
         cm = np.array(m["confusion"])
         ax.imshow(cm, cmap="Blues")
         for (i, j), v in np.ndenumerate(cm):
-            ax.text(j, i, str(v), ha="center", va="center", color="black")
+            ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
         ax.set(title=name, xticks=[0, 1], yticks=[0, 1], xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES,
                xlabel="predicted", ylabel="true")
     fig.tight_layout()
