@@ -90,7 +90,7 @@ def test_rerun_reuses_everything_and_still_applies_the_budgets(converted, monkey
     assert [f.stat().st_mtime_ns for f in files] == before  # nothing was rebuilt
 
 
-def test_uint8_io_rebuilds_only_the_int8_model(converted, tiny_isic, tmp_path):
+def test_uint8_per_tensor_rebuilds_only_the_int8_model(converted, tiny_isic, tmp_path):
     from edge_sca.interpreter import TFLiteModel
 
     for f in converted["models"].iterdir():
@@ -98,8 +98,10 @@ def test_uint8_io_rebuilds_only_the_int8_model(converted, tiny_isic, tmp_path):
             shutil.copy2(f, tmp_path / f.name)
     float_mtime = (tmp_path / "cancernet_sca_b_float32.tflite").stat().st_mtime_ns
     rc, _, _ = _run(["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path),
-                     "--reports-dir", str(tmp_path / "r"), "--io", "uint8", "-q"])
+                     "--reports-dir", str(tmp_path / "r"), "--io", "uint8", "--per-tensor", "-q"])
     assert rc in (0, 1)
+    per_channel = (converted["models"] / "cancernet_sca_b_int8.tflite").stat().st_size
+    assert (tmp_path / "cancernet_sca_b_int8.tflite").stat().st_size < 0.9 * per_channel  # no per-channel scales
     q = TFLiteModel(tmp_path / "cancernet_sca_b_int8.tflite")
     assert q.dtype == "uint8" and q.input["quantization"][1] == 0 and q.output["dtype"] == np.uint8
     assert q.manifest.data["input"]["formula"] == "q = pixel"
