@@ -39,7 +39,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                       train_size=args.image_size, final_epochs=args.final_epochs, lr=args.lr,
                       weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, seed=args.seed,
-                      limit=args.limit, threads=args.threads, skip_bad=args.skip_bad)
+                      limit=args.limit, threads=args.threads, skip_bad=args.skip_bad,
+                      init_from=args.init_from)
     if cfg.train_size != 224 and cfg.final_epochs == 0:
         cfg.final_epochs = 1
     record = train(cfg, resume=args.resume, finalize_only=args.finalize)
@@ -232,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad rows, counting them")
     s.add_argument("--resume", action="store_true", help="continue the run in the checkpoint folder")
     s.add_argument("--finalize", action="store_true", help="export the best checkpoint now, without training more")
+    s.add_argument("--init-from", metavar="MODEL.keras",
+                   help="start a new run from this model's weights (a second stage, e.g. fine-tuning at 224); "
+                        "its JSON record is kept in the new record")
     add_common(s)
     s.set_defaults(func=cmd_train)
 

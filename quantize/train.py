@@ -1,9 +1,10 @@
 """Training CancerNet-SCa (and the ResNet-50 baseline) on an ISIC folder, resumable epoch by epoch.
 
 The paper's recipe adapted to a CPU: Adam, class-rebalanced batches, rotation / shift / flip augmentation, best
-checkpoint by validation AUROC, progressive resizing (train small, finish at 224). An "epoch" is a fixed number of
-balanced batches, since rebalanced sampling has no natural end. Every epoch writes a checkpoint and a state file;
-`--resume` carries on from them, so a run survives the end of a session.
+checkpoint by validation AUROC at 224 (the size the scanner runs), progressive resizing (train small, finish at 224).
+An "epoch" is a fixed number of balanced batches, since rebalanced sampling has no natural end. Every epoch writes a
+checkpoint and a state file; `--resume` carries on from them, so a run survives the end of a session. `--init-from`
+starts a new run (a second stage, e.g. fine-tuning at 224) from an earlier model, and its record keeps the lineage.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class TrainConfig:
     limit: int | None = None
     threads: int | None = None
     skip_bad: bool = False
+    init_from: str | None = None
 
     def size_at(self, epoch: int) -> int:
         """Image size of a 0-based epoch: train_size, then 224 for the last final_epochs."""
@@ -59,6 +61,7 @@ class TrainState:
     images_seen: int = 0
     train_seconds: float = 0.0
     history: list[dict] = field(default_factory=list)
+    lineage: dict | None = None  # the --init-from model, read when the run starts (it may be overwritten later)
 
 
 def _paths(cfg: TrainConfig) -> dict[str, Path]:
@@ -138,6 +141,8 @@ def train(cfg: TrainConfig, resume: bool = False, finalize_only: bool = False) -
         raise SystemExit(f"{paths['state']} exists: pass --resume to continue that run, or delete "
                          f"{paths['ckpt']} to start afresh")
     paths["ckpt"].mkdir(parents=True, exist_ok=True)
+    if model is None and cfg.init_from and not finalize_only:
+        model, state.lineage = _initial_model(cfg), _lineage(cfg)
     train_full, val_full = (load_split(folder, s, skip_bad=cfg.skip_bad, limit=cfg.limit) for s in ("train", "val"))
     log.info("train %s, val %s", train_full.counts(), val_full.counts())
     while not finalize_only and state.epoch < cfg.epochs:
@@ -160,6 +165,55 @@ def _load_checkpoint(cfg: TrainConfig, paths: dict[str, Path]):
     return state, model
 
 
+def _initial_model(cfg: TrainConfig):
+    """The --init-from model, checked to be the same architecture, rebuilt at the first epoch's size."""
+    import keras
+
+    from quantize.architectures import build_model
+
+    path = Path(cfg.init_from)
+    if not path.exists():
+        raise SystemExit(f"--init-from {path}: no such file; give a .keras model written by `quantize train`")
+    try:
+        source = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # noqa: BLE001 - any load failure is the same user problem
+        raise SystemExit(f"--init-from {path}: cannot load it as a Keras model ({exc})") from exc
+    model = build_model(cfg.model, cfg.size_at(0))
+    shapes = [w.shape for w in model.get_weights()]
+    if [w.shape for w in source.get_weights()] != shapes:
+        raise SystemExit(f"--init-from {path}: its weights do not fit --model {cfg.model}; "
+                         "give a model of the same architecture")
+    log.info("starting from the weights of %s", path)
+    return _build(cfg, cfg.size_at(0), weights_from=source)
+
+
+def _lineage(cfg: TrainConfig) -> dict | None:
+    """What the --init-from model was: its file hash and, from its record, how it was trained."""
+    import hashlib
+    import json
+
+    if not cfg.init_from:
+        return None
+    path = Path(cfg.init_from)
+    out = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    record = path.with_suffix(".json")
+    if record.exists():
+        prior = json.loads(record.read_text())
+        keep = ("config", "epochs_completed", "best_epoch", "images_seen", "train_wall_hours", "threshold",
+                "metrics", "history", "git_commit", "init_from")
+        out["record"] = {k: prior.get(k) for k in keep}
+    return out
+
+
+def _total_hours(state: TrainState, lineage: dict | None) -> float:
+    """CPU wall hours of this run plus every earlier stage it started from."""
+    hours = state.train_seconds / 3600.0
+    while lineage and lineage.get("record"):
+        hours += lineage["record"].get("train_wall_hours") or 0.0
+        lineage = lineage["record"].get("init_from")
+    return hours
+
+
 def _sized(arrays: Arrays, size: int, cache: dict) -> Arrays:
     if size == arrays.x.shape[1]:
         return arrays
@@ -176,19 +230,18 @@ def _run_epoch(cfg: TrainConfig, state: TrainState, model, train_full: Arrays, v
         log.info("building %s at %dx%d", cfg.model, size, size)
         model = _build(cfg, size, weights_from=model, done_steps=done_steps)
     train = _sized(train_full, size, _cache_for(train_full))
-    val = _sized(val_full, size, _cache_for(val_full))
     t0 = time.monotonic()
     verbose = 1 if sys.stderr.isatty() else 2
     model.fit(_dataset(cfg, train, state.epoch), steps_per_epoch=cfg.steps_per_epoch, epochs=state.epoch + 1,
               initial_epoch=state.epoch, verbose=verbose, shuffle=False)
     seconds = time.monotonic() - t0
-    p = predict_keras(model, val.x)
-    metrics = binary_metrics(val.y, p, 0.5)
+    p = predict_keras(_at_224(cfg, model), val_full.x)  # select on what the scanner will run
+    metrics = binary_metrics(val_full.y, p, 0.5)
     images = cfg.steps_per_epoch * cfg.batch_size
     state.epoch += 1
     state.images_seen += images
     state.train_seconds += seconds
-    entry = {"epoch": state.epoch, "size": size, "images_per_s": images / seconds,
+    entry = {"epoch": state.epoch, "size": size, "val_size": INPUT_SIZE, "images_per_s": images / seconds,
              "lr": float(model.optimizer.learning_rate.numpy()) if hasattr(model.optimizer.learning_rate, "numpy")
              else None, "val": {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "ppv",
                                                       "specificity", "auroc")}}
@@ -201,6 +254,22 @@ def _run_epoch(cfg: TrainConfig, state: TrainState, model, train_full: Arrays, v
         model.save_weights(paths["best"])
     _save_checkpoint(cfg, state, model, paths)
     return model
+
+
+_EVAL_MODELS: dict[str, object] = {}
+
+
+def _at_224(cfg: TrainConfig, model):
+    """The model itself at 224, else a 224x224 copy carrying its current weights (sizes share weights)."""
+    if model.input_shape[1] == INPUT_SIZE:
+        return model
+    from quantize.architectures import build_model
+
+    if cfg.model not in _EVAL_MODELS:
+        _EVAL_MODELS[cfg.model] = build_model(cfg.model, INPUT_SIZE)
+    evaluator = _EVAL_MODELS[cfg.model]
+    evaluator.set_weights(model.get_weights())
+    return evaluator
 
 
 _CACHES: dict[int, dict] = {}
@@ -242,6 +311,7 @@ def _finalize(cfg: TrainConfig, state: TrainState, folder, val: Arrays, train: A
                  "skipped": folder.skipped},
         "config": asdict(cfg), "epochs_completed": state.epoch, "best_epoch": state.best_epoch,
         "images_seen": state.images_seen, "train_wall_hours": state.train_seconds / 3600.0,
+        "train_wall_hours_all_stages": _total_hours(state, state.lineage), "init_from": state.lineage,
         "params": int(model.count_params()), "macs": count_macs(model),
         "threshold": threshold, "threshold_rule": f"highest threshold with val sensitivity >= {TARGET_SENSITIVITY}",
         "metrics": metrics, "history": state.history, "tool_versions": tool_versions(),

@@ -44,3 +44,25 @@ def test_refuses_to_overwrite_a_run_and_resumes_it(trained):
 def test_resume_without_a_run_says_so(tiny_isic, tmp_path):
     with pytest.raises(SystemExit, match="nothing to resume"):
         main(["train", "--model", "b", "--isic-dir", str(tiny_isic), "--out-dir", str(tmp_path), "--resume", "-q"])
+
+
+def test_init_from_starts_a_second_stage_and_keeps_the_lineage(trained, tmp_path):
+    out, _ = trained
+    first = json.loads((out / "cancernet_sca_b.json").read_text())
+    assert main(["train", "--model", "b", "--isic-dir", first["data"]["isic_dir"], "--out-dir", str(tmp_path),
+                 "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8",
+                 "--init-from", str(out / "cancernet_sca_b.keras"), "-q"]) == 0
+    record = json.loads((tmp_path / "cancernet_sca_b.json").read_text())
+    lineage = record["init_from"]
+    assert lineage["record"]["epochs_completed"] == first["epochs_completed"]
+    assert len(lineage["sha256"]) == 64
+    assert record["train_wall_hours_all_stages"] > record["train_wall_hours"]
+    assert record["history"][0]["val_size"] == 224
+
+
+def test_init_from_another_architecture_is_refused(trained, tmp_path):
+    out, _ = trained
+    with pytest.raises(SystemExit, match="do not fit --model c"):
+        main(["train", "--model", "c", "--isic-dir", json.loads((out / "cancernet_sca_b.json").read_text())
+              ["data"]["isic_dir"], "--out-dir", str(tmp_path), "--epochs", "1", "--steps-per-epoch", "1",
+              "--init-from", str(out / "cancernet_sca_b.keras"), "-q"])
