@@ -30,6 +30,12 @@ train: setup  ## train MODEL=b|c|resnet50 on ISIC_DIR for EPOCHS epochs (ARGS fo
 evaluate: setup  ## score models/cancernet_sca_$(MODEL).keras on the test split of ISIC_DIR
 	$(PY) -m quantize evaluate --model models/cancernet_sca_$(MODEL).keras --isic-dir $(ISIC_DIR) --split test $(ARGS)
 
+# MODEL given on the command line or in the environment picks one model; otherwise every model in MODELS.
+QUANTIZE_MODELS = $(if $(filter command line environment,$(origin MODEL)),$(MODEL),$(MODELS))
+
+quantize: setup  ## int8 + float32 .tflite, manifests and drift report for MODELS (or MODEL=b); exit 1 over budget
+	$(PY) -m quantize convert $(foreach m,$(QUANTIZE_MODELS),--model $(m)) --isic-dir $(ISIC_DIR) $(ARGS)
+
 bench:  ## time every model in models/ on this machine (ARGS=--quick for a short run; adds drift when ISIC_DIR exists)
 	$(PY) benchmarks/device_bench.py $(if $(wildcard $(ISIC_DIR)/metadata.csv),--isic-dir $(ISIC_DIR)) $(ARGS)
 

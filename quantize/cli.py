@@ -79,7 +79,8 @@ def _options(args: argparse.Namespace):
         raise EdgeScaError(f"unknown variant(s) {', '.join(bad)} in --variants; choose from {', '.join(VARIANTS)}")
     return QuantizeOptions(io=args.io, variants=extra, calibration_size=args.calibration_size,
                            keep_float=list(args.keep_float or []), keep_float_auto=args.keep_float_auto,
-                           skip_bad=args.skip_bad, per_tensor=args.per_tensor)
+                           skip_bad=args.skip_bad, per_tensor=args.per_tensor,
+                           bias_correction=not getattr(args, "no_bias_correction", False))
 
 
 def _fmt_convert(rows: list[dict]) -> str:
@@ -262,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variants", help="extra variants, comma-separated: float16,dynamic")
     s.add_argument("--per-tensor", action="store_true",
                    help="per-tensor int8 weight scales (smaller file than per-channel, usually more drift)")
+    s.add_argument("--no-bias-correction", action="store_true",
+                   help="keep int8's systematic shift of the malignant logit (by default it is measured on the "
+                        "calibration images and removed from the classifier's bias)")
     keep = s.add_mutually_exclusive_group()
     keep.add_argument("--keep-float", nargs="+", metavar="LAYER",
                       help="leave these layers (output tensor names, from `python -m quantize debug`) in float")

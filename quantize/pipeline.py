@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 #: Bump when the pipeline's output changes for the same inputs (the source hash below catches code edits too).
 PIPELINE_VERSION = 1
 REFERENCE_IMAGES = 3
-_CODE_FILES = ("convert.py", "export.py", "pipeline.py", "debug.py", "drift.py")
+_CODE_FILES = ("convert.py", "export.py", "pipeline.py", "debug.py", "drift.py", "bias_correction.py")
 
 
 @dataclass
@@ -43,6 +43,7 @@ class QuantizeOptions:
     keep_float_auto: bool = False
     skip_bad: bool = False
     per_tensor: bool = False  # per-tensor weight scales: smaller file, usually more drift
+    bias_correction: bool = True  # remove int8's systematic logit shift (quantize/bias_correction.py)
 
 
 @dataclass
@@ -95,7 +96,8 @@ def build_key(keras_sha: str, calib_ids_sha: str, options: QuantizeOptions, vari
     """What a variant's bytes depend on: float variants only on the Keras file and the code; int8 also on the
     calibration ids and the int8 options."""
     int8 = variant == "int8"
-    opts = {k: v for k, v in asdict(options).items() if k in ("io", "keep_float", "keep_float_auto", "per_tensor")}
+    opts = {k: v for k, v in asdict(options).items() if k in ("io", "keep_float", "keep_float_auto", "per_tensor",
+                                                         "bias_correction")}
     blob = json.dumps({"keras": keras_sha, "calibration": calib_ids_sha if int8 else None,
                        "options": opts if int8 else None, "variant": variant, "code": code_version()}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
@@ -189,14 +191,62 @@ def build_variant(job: Job, variant: str, keep_float: list[str] | None = None, p
     try:
         data = convert(job.model(), variant, job.calib.x, io=job.options.io, keep_float=keep_float,
                        per_channel=not job.options.per_tensor)
+        correction = None
         if variant == "int8":
             check_int8_input(data, job.options.io)
+            if job.options.bias_correction:
+                data, correction = _bias_corrected(job, data, keep_float, path)
     except ValueError as exc:  # bad calibration or options: say so in one line, not a traceback
         raise ModelError(f"{job.keras_path.name} -> {variant}: {exc}") from exc
     extra = job.manifest_extra(variant) | {"build_key": key, "keep_float": list(keep_float or [])}
+    if correction:
+        extra["bias_correction"] = correction
     write_model(data, path, job.name, variant, job.threshold, job.calib.x[:REFERENCE_IMAGES],
                 job.calib.ids[:REFERENCE_IMAGES], extra=extra)
     return path
+
+
+def _p_int8(data: bytes, pixels: np.ndarray, near: Path) -> np.ndarray:
+    """p(malignant) of a not-yet-written model, through the device's runtime."""
+    from edge_sca.interpreter import TFLiteModel
+
+    tmp = near.with_suffix(".probe.tflite")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_bytes(data)
+    try:
+        return TFLiteModel(tmp, verify=False, require_manifest=False).p_malignant(np.asarray(pixels))
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _bias_corrected(job: Job, data: bytes, keep_float: list[str] | None, path: Path) -> tuple[bytes, dict | None]:
+    """Measure int8's logit shift on the calibration images; when it matters, convert again with it removed."""
+    import keras
+
+    from quantize.bias_correction import MIN_SHIFT, measure_shift, with_logit_shift
+    from quantize.convert import convert
+    from quantize.train import predict_keras
+
+    model = job.model()
+    if not isinstance(model, keras.Model):
+        log.info("bias correction skipped: %s is not a Keras model", job.keras_path.name)
+        return data, None
+    x = job.calib.x
+    p_float = predict_keras(model, np.asarray(x))
+    before = measure_shift(p_float, _p_int8(data, x, path))
+    record = {"images": len(x), "source": "calibration set", "logit_shift_before": before, "applied": False}
+    if abs(before) < MIN_SHIFT:
+        return data, record | {"logit_shift_after": before, "note": f"below {MIN_SHIFT}: nothing to correct"}
+    log.info("int8 shifts the malignant logit by %+.4f on the calibration images; converting again without it",
+             before)
+    corrected = convert(with_logit_shift(model, before), "int8", x, io=job.options.io, keep_float=keep_float,
+                        per_channel=not job.options.per_tensor)
+    after = measure_shift(p_float, _p_int8(corrected, x, path))
+    if abs(after) >= abs(before):
+        log.warning("bias correction did not help (%+.4f -> %+.4f); keeping the uncorrected int8 model", before, after)
+        return data, record | {"logit_shift_after": after, "note": "did not reduce the shift; not applied"}
+    log.info("int8 logit shift after correction: %+.4f", after)
+    return corrected, record | {"applied": True, "logit_shift_applied": before, "logit_shift_after": after}
 
 
 def eval_data_key(job: Job) -> str:
@@ -240,6 +290,7 @@ def _measure_and_report(job: Job, paths: dict[str, Path], report_key: str) -> di
     drift, probs = measure({"keras": job.keras_path, **paths}, test, job.threshold)
     drift["threshold_source"] = job.threshold_source
     drift["calibration"] = job.manifest_extra("int8")["calibration"]
+    drift["bias_correction"] = load_manifest(manifest_path(paths["int8"])).data.get("bias_correction")
     need_keep = job.options.keep_float or (job.options.keep_float_auto and not drift["budgets"]["ok"])
     if need_keep:
         drift, probs = _keep_float(job, paths, test, drift, probs)
@@ -281,7 +332,8 @@ def _keep_float(job: Job, paths: dict[str, Path], test: Arrays, drift: dict, pro
         shutil.copyfile(manifest_path(mixed), manifest_path(paths["int8"]))
         _fix_model_file(paths["int8"])
         drift["keep_float"]["shipped"] = True
-        alt.update({k: drift[k] for k in ("diagnosis", "keep_float", "threshold_source", "calibration") if k in drift})
+        alt.update({k: drift[k] for k in ("diagnosis", "keep_float", "threshold_source", "calibration",
+                                          "bias_correction") if k in drift})
         alt["models"] = dict(drift["models"], int8_full=str(full))
         return alt, {**probs, "int8": p_mixed}
     drift["keep_float"]["shipped"] = False

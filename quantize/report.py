@@ -76,6 +76,11 @@ def markdown(d: dict, title: str) -> str:
               f"- flips benign -> malignant: {q['benign_to_malignant']}; malignant -> benign (dangerous): "
               f"{q['malignant_to_benign']}",
               f"- int8 file / float32 file: {d['size_ratio_int8_float32']:.1%}", ""]
+    if d.get("bias_correction"):
+        b = d["bias_correction"]
+        lines[-1:] = [f"- bias correction ({b['images']} calibration images): malignant-logit shift of int8 "
+                      f"{b['logit_shift_before']:+.4f} before, {b['logit_shift_after']:+.4f} after"
+                      + ("" if b["applied"] else f" ({b.get('note', 'not applied')})"), ""]
     if q["malignant_to_benign_images"]:
         lines += ["| image | true label | p float32 | p int8 |", "|---|---|---|---|"]
         lines += [f"| {f['id']} | {f['label']} | {f['p_float32']:.4f} | {f['p_int8']:.4f} |"

@@ -76,6 +76,16 @@ def test_drift_report_and_exit_status_follow_the_budgets(converted):
     assert row["agreement"] == d["int8_vs_float32"]["agreement"] and row["budgets_ok"] == (not failed)
 
 
+def test_int8_bias_correction_is_measured_on_calibration_and_recorded(converted):
+    from edge_sca.interpreter import TFLiteModel
+
+    b = TFLiteModel(converted["models"] / "cancernet_sca_b_int8.tflite").manifest.data["bias_correction"]
+    assert b["images"] == 6 and b["source"] == "calibration set"
+    if b["applied"]:
+        assert abs(b["logit_shift_after"]) < abs(b["logit_shift_before"])
+    assert "bias correction" in (converted["reports"] / "b" / "drift.md").read_text()
+
+
 def test_rerun_reuses_everything_and_still_applies_the_budgets(converted, monkeypatch):
     files = sorted(converted["models"].glob("*.tflite")) + [converted["reports"] / "b" / "drift.json"]
     before = [f.stat().st_mtime_ns for f in files]
