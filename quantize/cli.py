@@ -31,6 +31,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from quantize.summary import load_records, markdown, rows
+
+    table = rows(load_records(Path(args.models_dir), args.model))
+    emit(table, args.json, markdown)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from edge_sca.isic import resolve_isic_dir
     from quantize.train import TrainConfig, train
@@ -211,6 +219,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", action="append", choices=MODEL_NAMES, help="only this model (repeatable)")
     add_common(s)
     s.set_defaults(func=cmd_models)
+
+    s = sub.add_parser("summary", help="the trained models' val / test metrics beside the paper's (Markdown)",
+                       description="Read models/<name>.json (written by `quantize train`) and print val and test "
+                       "accuracy, balanced accuracy, sensitivity, specificity, PPV and AUROC at the recorded "
+                       "threshold, with epochs and CPU hours, beside the paper's Table 1 (accuracy, sensitivity, "
+                       "PPV on its balanced test set).")
+    s.add_argument("--model", action="append", choices=MODEL_NAMES, help="only this model (repeatable)")
+    s.add_argument("--models-dir", default=str(MODELS_DIR), help="where the .json records are")
+    add_common(s)
+    s.set_defaults(func=cmd_summary)
 
     s = sub.add_parser("train", help="train a model on an ISIC folder (resumable)", description=(
         "Train on the train split, select the best epoch by validation AUROC, choose the threshold on val for 90%% "

@@ -1,0 +1,72 @@
+"""The training table: each shipped model's val and test metrics from its JSON record, beside the paper's.
+
+The paper's figures (Lee et al., 2020, Table 1) are on its own balanced test set; the `test` split here holds the
+part of that list available in the ISIC folder plus images of the same lesions (133 benign / 317 malignant), so
+the comparison is indicative, not like for like.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edge_sca.config import MODEL_NAMES, model_stem
+from edge_sca.errors import ModelError
+
+#: Paper, Table 1 (test): accuracy, malignant sensitivity, PPV. No balanced accuracy, specificity or AUROC given.
+PAPER_TEST = {"b": {"accuracy": 0.844, "sensitivity": 0.914, "ppv": 0.802},
+              "c": {"accuracy": 0.839, "sensitivity": 0.900, "ppv": 0.802}}
+COLUMNS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "auroc")
+
+
+def load_records(models_dir: Path, names: list[str] | None = None) -> list[dict]:
+    """The training records present in `models_dir` (those of `names`, or of every known model)."""
+    records = []
+    for name in names or MODEL_NAMES:
+        path = models_dir / f"{model_stem(name)}.json"
+        if not path.is_file():
+            continue
+        try:
+            records.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{path}: unreadable training record ({exc}); retrain or restore it") from exc
+    if not records:
+        raise ModelError(f"no training record in {models_dir}; train a model with `make train` first")
+    return records
+
+
+def rows(records: list[dict]) -> list[dict]:
+    """One row per model and split, plus the paper's test row, as plain numbers."""
+    out = []
+    for r in records:
+        for split in ("val", "test"):
+            m = r["metrics"][split]
+            out.append({"model": r["model"], "source": f"this package, {split}", "n": m["n"],
+                        **{k: m[k] for k in COLUMNS}, "threshold": r["threshold"],
+                        "epochs": _epochs(r), "cpu_hours": r.get("train_wall_hours_all_stages",
+                                                                 r["train_wall_hours"])})
+        if r["model"] in PAPER_TEST:
+            out.append({"model": r["model"], "source": "paper, test (balanced)", **PAPER_TEST[r["model"]]})
+    return out
+
+
+def _epochs(record: dict) -> int:
+    """Epochs over every stage (an --init-from run counts the stages before it)."""
+    total, lineage = record["epochs_completed"], record.get("init_from")
+    while lineage and lineage.get("record"):
+        total += lineage["record"].get("epochs_completed") or 0
+        lineage = lineage["record"].get("init_from")
+    return total
+
+
+def markdown(table: list[dict]) -> str:
+    head = ["model", "source", "n"] + list(COLUMNS) + ["epochs", "CPU hours"]
+    lines = ["| " + " | ".join(h.replace("_", " ") for h in head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
+    for row in table:
+        cells = [row["model"].upper() if row["model"] != "resnet50" else "ResNet-50", row["source"],
+                 str(row.get("n", ""))]
+        cells += [f"{row[k] * 100:.1f}" if k != "auroc" and k in row else (f"{row[k]:.3f}" if k in row else "")
+                  for k in COLUMNS]
+        cells += [str(row.get("epochs", "")), f"{row['cpu_hours']:.1f}" if "cpu_hours" in row else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

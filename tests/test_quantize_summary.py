@@ -1,0 +1,44 @@
+"""`python -m quantize summary`: the training table from the models' JSON records."""
+
+import contextlib
+import io
+import json
+
+import pytest
+
+from edge_sca.errors import ModelError
+from quantize.cli import main
+from quantize.summary import load_records, markdown, rows
+
+METRICS = {"n": 10, "accuracy": 0.8, "balanced_accuracy": 0.75, "sensitivity": 0.9, "specificity": 0.6,
+           "ppv": 0.7, "auroc": 0.85}
+
+
+def _record(model="b", epochs=3, hours=0.5, init_from=None):
+    return {"model": model, "metrics": {"val": METRICS, "test": METRICS}, "threshold": 0.2,
+            "epochs_completed": epochs, "train_wall_hours": hours, "init_from": init_from}
+
+
+def test_rows_put_the_paper_beside_val_and_test_and_count_every_stage(tmp_path):
+    stage1 = _record(epochs=40, hours=1.0)
+    second = _record(epochs=5, hours=0.5, init_from={"record": stage1}) | {"train_wall_hours_all_stages": 1.5}
+    (tmp_path / "cancernet_sca_b.json").write_text(json.dumps(second))
+    table = rows(load_records(tmp_path))
+    assert [r["source"] for r in table] == ["this package, val", "this package, test", "paper, test (balanced)"]
+    assert table[1]["epochs"] == 45 and table[1]["cpu_hours"] == 1.5
+    assert table[2]["sensitivity"] == 0.914
+    md = markdown(table)
+    assert "| B | this package, test | 10 | 80.0 | 75.0 | 90.0 | 60.0 | 70.0 | 0.850 | 45 | 1.5 |" in md
+
+
+def test_cli_json_and_missing_or_broken_records(tmp_path):
+    with pytest.raises(ModelError, match="no training record"):
+        load_records(tmp_path)
+    (tmp_path / "cancernet_sca_c.json").write_text("{")
+    with pytest.raises(ModelError, match="unreadable training record"):
+        load_records(tmp_path)
+    (tmp_path / "cancernet_sca_c.json").write_text(json.dumps(_record("c")))
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["summary", "--models-dir", str(tmp_path), "--json"]) == 0
+    assert [r["model"] for r in json.loads(out.getvalue())] == ["c", "c", "c"]
