@@ -32,10 +32,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from quantize.summary import load_records, markdown, rows
+    from quantize.summary import load_records, markdown, rows, throughput, throughput_markdown
 
-    table = rows(load_records(Path(args.models_dir), args.model))
-    emit(table, args.json, markdown)
+    records = load_records(Path(args.models_dir), args.model)
+    result = {"rows": rows(records), "throughput_images_per_s": {r["model"]: throughput(r) for r in records}}
+    emit(result, args.json, lambda d: markdown(d["rows"]) + "\n\n" + throughput_markdown(records))
     return 0
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from edge_sca.config import MODEL_NAMES, model_stem
 from edge_sca.errors import ModelError
 
@@ -48,6 +50,29 @@ def rows(records: list[dict]) -> list[dict]:
         if r["model"] in PAPER_TEST:
             out.append({"model": r["model"], "source": "paper, test (balanced)", **PAPER_TEST[r["model"]]})
     return out
+
+
+def throughput_markdown(records: list[dict]) -> str:
+    """Training throughput per model and image size (median over epochs)."""
+    parts = [f"{r['model'].upper()}: " + ", ".join(f"{v:.0f} images/s at {k}x{k}" for k, v in throughput(r).items())
+             for r in records]
+    return "Training throughput (median over epochs): " + "; ".join(parts) + "."
+
+
+def throughput(record: dict) -> dict[int, float]:
+    """Median training images/s by image size, over every stage's epochs."""
+    by_size: dict[int, list[float]] = {}
+    for h in _history(record):
+        by_size.setdefault(int(h["size"]), []).append(float(h["images_per_s"]))
+    return {size: float(np.median(v)) for size, v in sorted(by_size.items())}
+
+
+def _history(record: dict) -> list[dict]:
+    history, lineage = list(record.get("history", [])), record.get("init_from")
+    while lineage and lineage.get("record"):
+        history += lineage["record"].get("history") or []
+        lineage = lineage["record"].get("init_from")
+    return history
 
 
 def _epochs(record: dict) -> int:
