@@ -5,6 +5,7 @@ Layout (flat, regular files only):
     BUNDLE.sig                  Ed25519 signature of BUNDLE.json's exact bytes
     models/*.tflite + *.manifest.json
     edge_sca/**.py              the runtime
+    benchmarks/*.py             the on-device benchmark (`python benchmarks/device_bench.py` in the release)
     firmware_bridge/{__init__,errors,protocol,link}.py   the serial link for `edge_sca run --bridge`
     requirements/device.txt, systemd/cancernet-sca.service, config/edge_sca.env, install.sh
 
@@ -78,6 +79,8 @@ def collect_files(models_dir: Path, repo_root: Path = REPO_ROOT) -> dict[str, Pa
     for src in sorted((repo_root / "edge_sca").rglob("*.py")):
         if "__pycache__" not in src.parts:
             files[src.relative_to(repo_root).as_posix()] = src
+    for src in sorted((repo_root / "benchmarks").glob("*.py")):
+        files[src.relative_to(repo_root).as_posix()] = src
     for name in BRIDGE_FILES:
         files[f"firmware_bridge/{name}"] = repo_root / "firmware_bridge" / name
     files["requirements/device.txt"] = repo_root / "requirements" / "device.txt"

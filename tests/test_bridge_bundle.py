@@ -62,7 +62,8 @@ def test_bundle_contents_and_verify(bundle, keys):
     names = set(members)
     for needed in ("models/cancernet_sca_b_int8.manifest.json", "edge_sca/__init__.py", "edge_sca/preprocess.py",
                    "firmware_bridge/link.py", "firmware_bridge/protocol.py", "requirements/device.txt",
-                   "systemd/cancernet-sca.service", "config/edge_sca.env", "install.sh"):
+                   "systemd/cancernet-sca.service", "config/edge_sca.env", "install.sh",
+                   "benchmarks/device_bench.py"):
         assert needed in names
     assert "models/orphan.tflite" not in names
     assert not any("__pycache__" in n or n.startswith("quantize/") for n in names)
@@ -77,6 +78,10 @@ def test_extract_verified(bundle, keys, tmp_path):
     assert (out / "firmware_bridge/protocol.py").read_bytes() == Path("firmware_bridge/protocol.py").read_bytes()
     with pytest.raises(FileExistsError):
         extract_verified(members, out)
+    # the benchmark runs from the release folder with only what the bundle carries (no quantize, no TensorFlow)
+    done = subprocess.run([sys.executable, "benchmarks/device_bench.py", "--help"], cwd=out, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": ""}, timeout=120)
+    assert done.returncode == 0 and "on-device benchmark" in done.stdout, done.stderr
 
 
 def test_no_models_and_bad_manifest_hash(tmp_path, keys, write_fake_model):
