@@ -24,6 +24,15 @@ def git_commit() -> str:
         return "unknown"
 
 
+def earlier_stages(lineage: dict | None) -> list[dict]:
+    """The training records of the stages a model started from (`--init-from`), nearest first."""
+    stages = []
+    while lineage and lineage.get("record"):
+        stages.append(lineage["record"])
+        lineage = lineage["record"].get("init_from")
+    return stages
+
+
 def tool_versions() -> dict[str, str]:
     import cv2
     import numpy as np

@@ -14,6 +14,7 @@ import numpy as np
 
 from edge_sca.config import MODEL_NAMES, model_stem
 from edge_sca.errors import ModelError
+from quantize.provenance import earlier_stages
 
 #: Paper, Table 1 (test): accuracy, malignant sensitivity, PPV. No balanced accuracy, specificity or AUROC given.
 PAPER_TEST = {"b": {"accuracy": 0.844, "sensitivity": 0.914, "ppv": 0.802},
@@ -68,20 +69,12 @@ def throughput(record: dict) -> dict[int, float]:
 
 
 def _history(record: dict) -> list[dict]:
-    history, lineage = list(record.get("history", [])), record.get("init_from")
-    while lineage and lineage.get("record"):
-        history += lineage["record"].get("history") or []
-        lineage = lineage["record"].get("init_from")
-    return history
+    return [h for r in [record, *earlier_stages(record.get("init_from"))] for h in r.get("history") or []]
 
 
 def _epochs(record: dict) -> int:
     """Epochs over every stage (an --init-from run counts the stages before it)."""
-    total, lineage = record["epochs_completed"], record.get("init_from")
-    while lineage and lineage.get("record"):
-        total += lineage["record"].get("epochs_completed") or 0
-        lineage = lineage["record"].get("init_from")
-    return total
+    return sum(r.get("epochs_completed") or 0 for r in [record, *earlier_stages(record.get("init_from"))])
 
 
 def markdown(table: list[dict]) -> str:

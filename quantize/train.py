@@ -22,7 +22,7 @@ from edge_sca.config import INPUT_SIZE, MODELS_DIR, TARGET_SENSITIVITY, model_st
 from edge_sca.isic import load_isic_folder
 from edge_sca.metrics import binary_metrics, threshold_for_sensitivity
 from quantize.data import Arrays, folder_hash, load_split, resize_batch
-from quantize.provenance import git_commit, now_iso, tool_versions, write_json
+from quantize.provenance import earlier_stages, git_commit, now_iso, tool_versions, write_json
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +207,7 @@ def _lineage(cfg: TrainConfig) -> dict | None:
 
 def _total_hours(state: TrainState, lineage: dict | None) -> float:
     """CPU wall hours of this run plus every earlier stage it started from."""
-    hours = state.train_seconds / 3600.0
-    while lineage and lineage.get("record"):
-        hours += lineage["record"].get("train_wall_hours") or 0.0
-        lineage = lineage["record"].get("init_from")
-    return hours
+    return state.train_seconds / 3600.0 + sum(r.get("train_wall_hours") or 0.0 for r in earlier_stages(lineage))
 
 
 def _sized(arrays: Arrays, size: int, cache: dict) -> Arrays:
