@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sca.config import INPUT_SIZE, MODELS_DIR, TARGET_SENSITIVITY, model_stem
-from edge_sca.isic import load_isic_folder
+from edge_sca.isic import load_isic_folder, sha256_file
 from edge_sca.metrics import binary_metrics, threshold_for_sensitivity
 from quantize.data import Arrays, folder_hash, load_split, resize_batch
 from quantize.provenance import earlier_stages, git_commit, now_iso, tool_versions, write_json
@@ -169,8 +169,6 @@ def _initial_model(cfg: TrainConfig):
     """The --init-from model, checked to be the same architecture, rebuilt at the first epoch's size."""
     import keras
 
-    from quantize.architectures import build_model
-
     path = Path(cfg.init_from)
     if not path.exists():
         raise SystemExit(f"--init-from {path}: no such file; give a .keras model written by `quantize train`")
@@ -178,24 +176,23 @@ def _initial_model(cfg: TrainConfig):
         source = keras.models.load_model(path, compile=False)
     except Exception as exc:  # noqa: BLE001 - any load failure is the same user problem
         raise SystemExit(f"--init-from {path}: cannot load it as a Keras model ({exc})") from exc
-    model = build_model(cfg.model, cfg.size_at(0))
-    shapes = [w.shape for w in model.get_weights()]
-    if [w.shape for w in source.get_weights()] != shapes:
+    model = _build(cfg, cfg.size_at(0))
+    if [w.shape for w in source.get_weights()] != [w.shape for w in model.get_weights()]:
         raise SystemExit(f"--init-from {path}: its weights do not fit --model {cfg.model}; "
                          "give a model of the same architecture")
+    model.set_weights(source.get_weights())
     log.info("starting from the weights of %s", path)
-    return _build(cfg, cfg.size_at(0), weights_from=source)
+    return model
 
 
 def _lineage(cfg: TrainConfig) -> dict | None:
     """What the --init-from model was: its file hash and, from its record, how it was trained."""
-    import hashlib
     import json
 
     if not cfg.init_from:
         return None
     path = Path(cfg.init_from)
-    out = {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    out = {"path": str(path), "sha256": sha256_file(path)}
     record = path.with_suffix(".json")
     if record.exists():
         prior = json.loads(record.read_text())
