@@ -46,8 +46,7 @@ def rows(records: list[dict]) -> list[dict]:
             m = r["metrics"][split]
             out.append({"model": r["model"], "source": f"this package, {split}", "n": m["n"],
                         **{k: m[k] for k in COLUMNS}, "threshold": r["threshold"],
-                        "epochs": _epochs(r), "cpu_hours": r.get("train_wall_hours_all_stages",
-                                                                 r["train_wall_hours"])})
+                        "epochs": _epochs(r), "cpu_hours": core_hours(r)})
         if r["model"] in PAPER_TEST:
             out.append({"model": r["model"], "source": "paper, test (balanced)", **PAPER_TEST[r["model"]]})
     return out
@@ -72,13 +71,25 @@ def _history(record: dict) -> list[dict]:
     return [h for r in [record, *earlier_stages(record.get("init_from"))] for h in r.get("history") or []]
 
 
+def core_hours(record: dict) -> float:
+    """Wall hours times training threads, over every stage: the compute a run used, comparable across runs
+    that trained side by side on one thread each and runs that had both cores."""
+    return sum((r.get("train_wall_hours") or 0.0) * _threads(r)
+               for r in [record, *earlier_stages(record.get("init_from"))])
+
+
+def _threads(record: dict) -> int:
+    """Threads a stage trained on: --threads, else every core of its machine (recorded since cpu_count was)."""
+    return int((record.get("config") or {}).get("threads") or record.get("cpu_count") or 1)
+
+
 def _epochs(record: dict) -> int:
     """Epochs over every stage (an --init-from run counts the stages before it)."""
     return sum(r.get("epochs_completed") or 0 for r in [record, *earlier_stages(record.get("init_from"))])
 
 
 def markdown(table: list[dict]) -> str:
-    head = ["model", "source", "n"] + list(COLUMNS) + ["epochs", "CPU hours"]
+    head = ["model", "source", "n"] + list(COLUMNS) + ["epochs", "core hours"]
     lines = ["| " + " | ".join(h.replace("_", " ") for h in head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for row in table:
         cells = [row["model"].upper() if row["model"] != "resnet50" else "ResNet-50", row["source"],

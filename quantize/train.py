@@ -10,6 +10,7 @@ starts a new run (a second stage, e.g. fine-tuning at 224) from an earlier model
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sys
 import time
@@ -197,7 +198,7 @@ def _lineage(cfg: TrainConfig) -> dict | None:
     if record.exists():
         prior = json.loads(record.read_text())
         keep = ("config", "epochs_completed", "best_epoch", "images_seen", "train_wall_hours", "threshold",
-                "metrics", "history", "git_commit", "init_from")
+                "metrics", "history", "git_commit", "init_from", "cpu_count")
         out["record"] = {k: prior.get(k) for k in keep}
     return out
 
@@ -305,7 +306,7 @@ def _finalize(cfg: TrainConfig, state: TrainState, folder, val: Arrays, train: A
         "config": asdict(cfg), "epochs_completed": state.epoch, "best_epoch": state.best_epoch,
         "images_seen": state.images_seen, "train_wall_hours": state.train_seconds / 3600.0,
         "train_wall_hours_all_stages": _total_hours(state, state.lineage), "init_from": state.lineage,
-        "params": int(model.count_params()), "macs": count_macs(model),
+        "cpu_count": os.cpu_count(), "params": int(model.count_params()), "macs": count_macs(model),
         "threshold": threshold, "threshold_rule": f"highest threshold with val sensitivity >= {TARGET_SENSITIVITY}",
         "metrics": metrics, "history": state.history, "tool_versions": tool_versions(),
     }

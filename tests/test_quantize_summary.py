@@ -8,7 +8,7 @@ import pytest
 
 from edge_sca.errors import ModelError
 from quantize.cli import main
-from quantize.summary import load_records, markdown, rows, throughput
+from quantize.summary import core_hours, load_records, markdown, rows, throughput
 
 METRICS = {"n": 10, "accuracy": 0.8, "balanced_accuracy": 0.75, "sensitivity": 0.9, "specificity": 0.6,
            "ppv": 0.7, "auroc": 0.85}
@@ -21,8 +21,8 @@ def _record(model="b", epochs=3, hours=0.5, init_from=None):
 
 
 def test_rows_put_the_paper_beside_val_and_test_and_count_every_stage(tmp_path):
-    stage1 = _record(epochs=40, hours=1.0)
-    second = _record(epochs=5, hours=0.5, init_from={"record": stage1}) | {"train_wall_hours_all_stages": 1.5}
+    stage1 = _record(epochs=40, hours=1.0) | {"config": {"threads": 1}}
+    second = _record(epochs=5, hours=0.5, init_from={"record": stage1}) | {"config": {"threads": 1}}
     (tmp_path / "cancernet_sca_b.json").write_text(json.dumps(second))
     table = rows(load_records(tmp_path))
     assert [r["source"] for r in table] == ["this package, val", "this package, test", "paper, test (balanced)"]
@@ -31,6 +31,14 @@ def test_rows_put_the_paper_beside_val_and_test_and_count_every_stage(tmp_path):
     assert throughput(second) == {128: 60.0, 224: 42.5}  # medians over both stages
     md = markdown(table)
     assert "| B | this package, test | 10 | 80.0 | 75.0 | 90.0 | 60.0 | 70.0 | 0.850 | 45 | 1.5 |" in md
+
+
+def test_core_hours_weigh_each_stage_by_its_threads():
+    two_cores = _record(hours=1.0) | {"config": {"threads": 2}}
+    all_cores = _record(hours=1.0) | {"config": {"threads": None}, "cpu_count": 4}
+    staged = _record(hours=0.5, init_from={"record": two_cores}) | {"config": {"threads": 1}}
+    assert core_hours(two_cores) == 2.0 and core_hours(all_cores) == 4.0
+    assert core_hours(staged) == 2.5
 
 
 def test_cli_json_and_missing_or_broken_records(tmp_path):
