@@ -54,7 +54,7 @@ def rows(records: list[dict]) -> list[dict]:
 
 def throughput_markdown(records: list[dict]) -> str:
     """Training throughput per model and image size (median over epochs)."""
-    parts = [f"{r['model'].upper()}: " + ", ".join(f"{v:.0f} images/s at {k}x{k}" for k, v in throughput(r).items())
+    parts = [f"{_label(r['model'])}: " + ", ".join(f"{v:.0f} images/s at {k}x{k}" for k, v in throughput(r).items())
              for r in records]
     return "Training throughput (median over epochs): " + "; ".join(parts) + "."
 
@@ -88,11 +88,15 @@ def _epochs(record: dict) -> int:
     return sum(r.get("epochs_completed") or 0 for r in [record, *earlier_stages(record.get("init_from"))])
 
 
+def _label(model: str) -> str:
+    return "ResNet-50" if model == "resnet50" else model.upper()
+
+
 def markdown(table: list[dict]) -> str:
     head = ["model", "source", "n"] + list(COLUMNS) + ["epochs", "core hours"]
     lines = ["| " + " | ".join(h.replace("_", " ") for h in head) + " |", "|---|---|" + "---:|" * (len(head) - 2)]
     for row in table:
-        cells = [row["model"].upper() if row["model"] != "resnet50" else "ResNet-50", row["source"],
+        cells = [_label(row["model"]), row["source"],
                  str(row.get("n", ""))]
         cells += [f"{row[k] * 100:.1f}" if k != "auroc" and k in row else (f"{row[k]:.3f}" if k in row else "")
                   for k in COLUMNS]

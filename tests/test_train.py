@@ -1,6 +1,7 @@
 """A short real training run on real images: writes a model, a record, checkpoints, and resumes."""
 
 import json
+import os
 
 import keras
 import pytest
@@ -30,6 +31,7 @@ def test_writes_a_224_model_and_a_complete_record(trained):
     for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "auroc", "confusion"):
         assert key in record["metrics"]["test"]
     assert record["params"] == 793090
+    assert record["cpu_count"] == os.cpu_count()  # with config.threads, what `quantize summary` counts core hours by
 
 
 def test_refuses_to_overwrite_a_run_and_resumes_it(trained):
