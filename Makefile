@@ -27,8 +27,8 @@ test: setup  ## run the test suite (ISIC tests skip without an ISIC folder, and 
 train: setup  ## train MODEL=b|c|resnet50 on ISIC_DIR for EPOCHS epochs (ARGS for more options, e.g. --resume)
 	$(PY) -m quantize train --model $(MODEL) --isic-dir $(ISIC_DIR) --epochs $(EPOCHS) $(ARGS)
 
-evaluate: setup  ## score models/cancernet_sca_$(MODEL).keras on the test split of ISIC_DIR
-	$(PY) -m quantize evaluate --model models/cancernet_sca_$(MODEL).keras --isic-dir $(ISIC_DIR) --split test $(ARGS)
+evaluate: setup  ## score models/<stem>.keras of MODEL=b|c|resnet50 on the test split of ISIC_DIR
+	$(PY) -m quantize evaluate --model models/$(if $(filter resnet50,$(MODEL)),resnet50,cancernet_sca_$(MODEL)).keras --isic-dir $(ISIC_DIR) --split test $(ARGS)
 
 # MODEL given on the command line or in the environment picks one model; otherwise every model in MODELS.
 QUANTIZE_MODELS = $(if $(filter command line environment,$(origin MODEL)),$(MODEL),$(MODELS))
