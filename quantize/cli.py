@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("summary", help="the trained models' val / test metrics beside the paper's (Markdown)",
                        description="Read models/<name>.json (written by `quantize train`) and print val and test "
                        "accuracy, balanced accuracy, sensitivity, specificity, PPV and AUROC at the recorded "
-                       "threshold, with epochs and core hours (wall hours x training threads, over every stage), beside the paper's Table 1 (accuracy, sensitivity, "
-                       "PPV on its balanced test set).")
+                       "threshold, with epochs and core hours (wall hours x training threads, over every "
+                       "stage), beside the paper's Table 1 (accuracy, sensitivity, PPV on its balanced test set).")
     s.add_argument("--model", action="append", choices=MODEL_NAMES, help="only this model (repeatable)")
     s.add_argument("--models-dir", default=str(MODELS_DIR), help="where the .json records are")
     add_common(s)

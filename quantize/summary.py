@@ -46,7 +46,7 @@ def rows(records: list[dict]) -> list[dict]:
             m = r["metrics"][split]
             out.append({"model": r["model"], "source": f"this package, {split}", "n": m["n"],
                         **{k: m[k] for k in COLUMNS}, "threshold": r["threshold"],
-                        "epochs": _epochs(r), "cpu_hours": core_hours(r)})
+                        "epochs": _epochs(r), "core_hours": core_hours(r)})
         if r["model"] in PAPER_TEST:
             out.append({"model": r["model"], "source": "paper, test (balanced)", **PAPER_TEST[r["model"]]})
     return out
@@ -79,7 +79,7 @@ def core_hours(record: dict) -> float:
 
 
 def _threads(record: dict) -> int:
-    """Threads a stage trained on: --threads, else every core of its machine (recorded since cpu_count was)."""
+    """Threads a stage trained on: its --threads, else every core of its machine (`cpu_count`, in newer records)."""
     return int((record.get("config") or {}).get("threads") or record.get("cpu_count") or 1)
 
 
@@ -100,6 +100,6 @@ def markdown(table: list[dict]) -> str:
                  str(row.get("n", ""))]
         cells += [f"{row[k] * 100:.1f}" if k != "auroc" and k in row else (f"{row[k]:.3f}" if k in row else "")
                   for k in COLUMNS]
-        cells += [str(row.get("epochs", "")), f"{row['cpu_hours']:.1f}" if "cpu_hours" in row else ""]
+        cells += [str(row.get("epochs", "")), f"{row['core_hours']:.1f}" if "core_hours" in row else ""]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -26,7 +26,7 @@ def test_rows_put_the_paper_beside_val_and_test_and_count_every_stage(tmp_path):
     (tmp_path / "cancernet_sca_b.json").write_text(json.dumps(second))
     table = rows(load_records(tmp_path))
     assert [r["source"] for r in table] == ["this package, val", "this package, test", "paper, test (balanced)"]
-    assert table[1]["epochs"] == 45 and table[1]["cpu_hours"] == 1.5
+    assert table[1]["epochs"] == 45 and table[1]["core_hours"] == 1.5
     assert table[2]["sensitivity"] == 0.914
     assert throughput(second) == {128: 60.0, 224: 42.5}  # medians over both stages
     md = markdown(table)
