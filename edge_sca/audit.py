@@ -19,6 +19,9 @@ from edge_sca.errors import EdgeScaError
 
 log = logging.getLogger(__name__)
 
+#: The audit log is readable by its owner and group only, whatever the umask (it records every decision).
+AUDIT_MODE = 0o640
+
 
 class AuditError(EdgeScaError):
     """The audit log cannot be written: the runtime stops rather than decide without a record."""
@@ -54,7 +57,11 @@ class AuditLog:
                              "free space") from exc
 
     def _open(self) -> None:
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, AUDIT_MODE)
+        try:
+            os.fchmod(self.fd, AUDIT_MODE)
+        except PermissionError:  # another user's file: its owner decides its mode
+            log.warning("%s: cannot set mode %o (not its owner)", self.path, AUDIT_MODE)
         size = os.fstat(self.fd).st_size
         if size and not self._ends_with_newline(size):
             log.warning("%s: last line is torn (crash mid-write?); it will be skipped on read", self.path)

@@ -7,8 +7,9 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any
 
-from edge_sca.errors import EdgeScaError
+from edge_sca.errors import EdgeScaError, ExitStatus
 
 
 def setup_logging(verbose: int = 0) -> None:
@@ -22,7 +23,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
 
 
-def emit(result: object, as_json: bool, human: Callable[[object], str] | None = None) -> None:
+def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
     """Print a command's result: JSON with --json, else a human summary."""
     if as_json:
         print(json.dumps(result, indent=2, default=float))
@@ -33,7 +34,8 @@ def emit(result: object, as_json: bool, human: Callable[[object], str] | None = 
 
 
 def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Parse, dispatch to args.func, and turn EdgeScaError into a one-line message and exit status 2."""
+    """Parse, dispatch to args.func, and turn EdgeScaError into a one-line message and its exit status (2 for bad
+    input, 3 for hardware that went away: see ExitStatus)."""
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()
@@ -43,7 +45,7 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         return int(args.func(args) or 0)
     except EdgeScaError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return int(exc.exit_status)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return int(ExitStatus.INTERRUPTED)

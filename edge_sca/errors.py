@@ -1,8 +1,27 @@
-"""Errors the package raises on bad input: each message says what is wrong and what to do."""
+"""Errors the package raises on bad input: each message says what is wrong and what to do.
+
+Each error carries the exit status the CLIs return for it (`ExitStatus`), so systemd can tell a problem that a
+restart may cure (a camera or board that went away: HARDWARE) from one it cannot (a bad model or configuration:
+ERROR, which the unit lists in RestartPreventExitStatus=).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitStatus(enum.IntEnum):
+    OK = 0
+    FAILED = 1  # the command ran and its check failed (e.g. a self-test)
+    ERROR = 2  # bad input, model or configuration: restarting will not help
+    HARDWARE = 3  # a camera or board went away or does not answer: a restart may help
+    INTERRUPTED = 130
 
 
 class EdgeScaError(Exception):
     """Base class: a problem the user can act on (the CLI prints it without a traceback)."""
+
+    exit_status: ExitStatus = ExitStatus.ERROR
 
 
 class ImageError(EdgeScaError):
@@ -19,3 +38,11 @@ class ModelError(EdgeScaError):
 
 class CameraError(EdgeScaError):
     """A camera is missing, unplugged, timing out or frozen."""
+
+    exit_status = ExitStatus.HARDWARE
+
+
+class ControllerLost(EdgeScaError):
+    """The scanner's board went away (unplugged, powered off, not answering); the run loop reopens it."""
+
+    exit_status = ExitStatus.HARDWARE

@@ -18,15 +18,10 @@ import numpy as np
 
 from edge_sca.config import CLASS_NAMES, DEFAULT_THRESHOLD, INPUT_SIZE
 from edge_sca.errors import ModelError
+from edge_sca.manifest_schema import MANIFEST_FORMAT, REQUIRED_KEYS, check_manifest, manifest_path
 
-MANIFEST_FORMAT = 1
-REQUIRED_KEYS = ("format", "model_file", "sha256", "architecture", "input", "class_names", "threshold")
-
-
-def manifest_path(model_path: str | Path) -> Path:
-    """`models/x.tflite` -> `models/x.manifest.json`."""
-    p = Path(model_path)
-    return p.with_name(p.stem + ".manifest.json")
+__all__ = ["MANIFEST_FORMAT", "REQUIRED_KEYS", "Manifest", "decode_pixels", "encode_pixels", "load_manifest",
+           "manifest_path", "sha256_bytes"]
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -86,18 +81,13 @@ class Manifest:
 
 
 def load_manifest(path: str | Path) -> Manifest:
-    """Read and check a manifest; ModelError with what to do when it is missing or malformed."""
+    """Read and check a manifest (manifest_schema.check_manifest); ModelError with what to do when it is missing,
+    malformed, or holds a value the runtime must not trust (e.g. a threshold outside (0, 1))."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
         raise ModelError(f"{path}: manifest not found; build it with `make quantize` or copy it beside the model") from exc
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise ModelError(f"{path}: unreadable manifest ({exc}); rebuild it with `make quantize`") from exc
-    missing = [k for k in REQUIRED_KEYS if k not in data] if isinstance(data, dict) else list(REQUIRED_KEYS)
-    if missing:
-        raise ModelError(f"{path}: manifest lacks {', '.join(missing)}; rebuild it with `make quantize`")
-    if data["format"] > MANIFEST_FORMAT:
-        raise ModelError(f"{path}: manifest format {data['format']} is newer than this runtime "
-                         f"({MANIFEST_FORMAT}); update edge_sca")
-    return Manifest(data, path)
+    return Manifest(check_manifest(data, path), path)
