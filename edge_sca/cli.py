@@ -60,9 +60,11 @@ def _format_report(r: dict) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_sca.cameras import open_camera
     from edge_sca.runtime import Runtime, run_loop
+    from edge_sca.sdnotify import Notifier
 
     stop = threading.Event()
     _install_stop_handlers(stop)
+    notifier = Notifier()
     runtime = Runtime(args.model, threads=args.threads, shadow_float=args.shadow_float,
                       shadow_every=args.shadow_every, audit_log=args.audit_log)
     controller = None
@@ -73,9 +75,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(config.DISCLAIMER, flush=True)
         controller = _open_bridge(args.bridge) if args.bridge else None
         with open_camera(args.camera, **cam_kw) as camera:
+            notifier.ready(f"self-test passed; camera {camera.name}{', board ' + args.bridge if args.bridge else ''}")
             show = None if args.json else (lambda d: print(_decision_line(d), flush=True))
-            report = run_loop(runtime, camera, args.frames, controller, stop, show)
+            report = run_loop(runtime, camera, args.frames, controller, stop, show, heartbeat=notifier.watchdog,
+                              board_timeout_s=args.board_timeout)
     finally:
+        notifier.stopping()
         runtime.close()
         if controller is not None:
             controller.close()
@@ -132,7 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="capture and classify frames from a camera", description=(
         "Check the model against its manifest, run the self-test, then capture and decide. Without --frames it "
-        "runs until SIGTERM / Ctrl-C (systemd-friendly) or the end of a finite source, then prints the report."))
+        "runs until SIGTERM / Ctrl-C (systemd-friendly) or the end of a finite source, then prints the report. "
+        "Under systemd (Type=notify) it sends READY once the self-test passed and the camera and board are open, "
+        "and pings the watchdog from the frame loop. Exit status: 2 for a model or configuration error (systemd "
+        "does not restart), 3 when the camera or board went away (systemd restarts)."))
     _add_model(s)
     s.add_argument("--camera", default="picamera2",
                    help="picamera2, opencv:N (USB camera), opencv:PATH (video/image), replay:DIR, synthetic")
@@ -143,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--audit-log", help="append one JSON line per decision here (fsynced, rotated by size)")
     s.add_argument("--bridge", metavar="PORT", help="serial port of the dermoscope board (e.g. /dev/ttyACM0): "
                    "wait for its trigger, set the illumination, show the result")
+    s.add_argument("--board-timeout", type=_positive_float, default=config.BOARD_TIMEOUT_S, metavar="SECONDS",
+                   help="a board that went away is reopened with backoff; after this long without it, exit with "
+                   f"status 3 so that systemd restarts the service (default {config.BOARD_TIMEOUT_S:g})")
     add_common(s)
     s.set_defaults(func=cmd_run)
 
@@ -159,6 +170,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(s)
     s.set_defaults(func=cmd_classify)
     return p
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text} should be more than 0")
+    return value
 
 
 def _add_model(s: argparse.ArgumentParser) -> None:

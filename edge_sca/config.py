@@ -72,3 +72,8 @@ ILLUMINATION_MODE = "polarised"
 ILLUMINATION_INTENSITY = 0.8
 #: How long one wait for the trigger lasts before the loop checks for a stop request.
 TRIGGER_POLL_S = 0.5
+#: A board that went away is reopened with backoff from BOARD_BACKOFF_S, doubling up to BOARD_BACKOFF_MAX_S; after
+#: BOARD_TIMEOUT_S without it the runtime exits with status 3 so that systemd restarts it (`run --board-timeout`).
+BOARD_BACKOFF_S = 0.25
+BOARD_BACKOFF_MAX_S = 4.0
+BOARD_TIMEOUT_S = 60.0

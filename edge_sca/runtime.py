@@ -3,7 +3,8 @@
 Before the first frame the model's sha256 is checked against its manifest (TFLiteModel refuses a mismatch) and
 the manifest's reference vectors are run (the self-test); a failed self-test stops the runtime. A frame that
 fails the quality gate gets "retake" and no class. `run_loop` drives a camera (and optionally the scanner's
-controller) until a frame count, the end of a finite source, or a stop request.
+controller) until a frame count, the end of a finite source, or a stop request. A board that goes away mid-run
+is reopened with backoff (edge_sca.controller); what was in flight when it went is dropped, never shown late.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import numpy as np
 from edge_sca import config
 from edge_sca.audit import AuditLog
 from edge_sca.cameras import Camera, EndOfStream, Frame
-from edge_sca.controller import ScannerController
+from edge_sca.controller import BoardOutages, ScannerController, reopen_with_backoff
 from edge_sca.drift import DriftMonitor
-from edge_sca.errors import ModelError
+from edge_sca.errors import ControllerLost, ModelError
 from edge_sca.interpreter import TFLiteModel
 from edge_sca.latency import LatencyStats
 from edge_sca.metrics import binary_metrics
@@ -169,36 +170,49 @@ class Runtime:
 
 def run_loop(runtime: Runtime, camera: Camera, frames: int | None = None,
              controller: ScannerController | None = None, stop: threading.Event | None = None,
-             on_decision: Callable[[Decision], None] | None = None) -> dict:
+             on_decision: Callable[[Decision], None] | None = None, heartbeat: Callable[[], None] | None = None,
+             board_timeout_s: float = config.BOARD_TIMEOUT_S) -> dict:
     """Capture and decide until `frames` decisions, the end of a finite source, or `stop` is set.
 
     With a controller each frame waits for the trigger, lights the LED ring for the capture only, and the
-    decision goes to the scanner's display. Returns runtime.report() plus why the loop stopped.
+    decision goes to the scanner's display. `heartbeat` is called on every turn of the loop (the systemd
+    watchdog). If the board goes away, the press in flight is dropped and the board reopened (BoardGone after
+    board_timeout_s). Returns runtime.report() plus why the loop stopped.
     """
     runtime.ensure_ready()
     stop = stop or threading.Event()
+    beat = heartbeat or (lambda: None)
+    outages = BoardOutages()
     done, reason = 0, "frames"
     while frames is None or done < frames:
+        beat()
         if stop.is_set():
             reason = "stop requested"
             break
         try:
             frame = _capture(camera, controller)
+            if frame is None:
+                continue
+            decision = runtime.process(frame)
+            done += 1
+            if on_decision is not None:
+                on_decision(decision)
+            if controller is not None:
+                controller.show_result(decision)
         except EndOfStream as exc:
             log.info("%s", exc)
             reason = "end of source"
             break
-        if frame is None:
-            continue
-        decision = runtime.process(frame)
-        if controller is not None:
-            controller.show_result(decision)
-        if on_decision is not None:
-            on_decision(decision)
-        done += 1
+        except ControllerLost as exc:
+            assert controller is not None
+            if not reopen_with_backoff(controller, exc, outages, stop, beat, board_timeout_s):
+                reason = "stop requested"
+                break
     report = runtime.report()
     report["stopped_by"] = reason
     report["camera"] = {"name": camera.name, "frames_read": camera.frames_read, "skipped": dict(camera.skipped)}
+    if controller is not None:
+        report["board"] = outages.to_dict()
     return report
 
 

@@ -23,7 +23,7 @@ from edge_sca import config
 from edge_sca.audit import read_audit
 from edge_sca.cameras import Frame, open_camera, synthetic_scene
 from edge_sca.cli import main
-from edge_sca.errors import ModelError
+from edge_sca.errors import ControllerLost, ExitStatus, ModelError
 from edge_sca.manifest import manifest_path
 from edge_sca.preprocess import preprocess
 from edge_sca.runtime import Runtime, run_loop
@@ -64,11 +64,31 @@ def test_decision_fields(runtime, random_models):
     assert d.timings["total_ms"] >= d.timings["capture_ms"] + d.timings["invoke_ms"] > 0
 
 
-@pytest.mark.parametrize("threshold, expected", [(0.0, "malignant"), (1.01, "benign")])
+@pytest.mark.parametrize("threshold, expected", [(0.001, "malignant"), (0.999, "benign")])
 def test_decision_uses_manifest_threshold(random_models, tmp_path, threshold, expected):
     model = _copy_model(random_models["int8"], tmp_path, lambda d: d.update(threshold=threshold))
     rt = Runtime(model, threads=1)
-    assert rt.threshold == threshold and rt.process(_frame()).decision == expected
+    d = rt.process(_frame())
+    assert rt.threshold == threshold and 0.001 <= d.p_malignant < 0.999 and d.decision == expected
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("threshold", 1.5, "threshold 1.5 is not a number in \\(0, 1\\)"),
+    ("threshold", 0.0, "threshold 0.0 is not a number in"),
+    ("threshold", "0.3", "threshold '0.3' is not a number"),
+    ("threshold", True, "threshold True is not a number"),
+    ("format", 7, "format 7 is newer than this runtime"),
+    ("format", "1", "format '1' is not a known format"),
+    ("sha256", "abc", "sha256 'abc' is not 64"),
+])
+def test_manifest_values_are_checked_on_the_device(random_models, tmp_path, capsys, field, value, message):
+    """A threshold of 1.5 used to make every frame BENIGN, and a text threshold was a traceback."""
+    model = _copy_model(random_models["int8"], tmp_path, lambda d: d.update({field: value}))
+    with pytest.raises(ModelError, match=message):
+        Runtime(model)
+    assert main(["run", "--model", str(model), "--camera", "synthetic", "--frames", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
 
 
 def test_bad_frame_gets_retake_and_no_class(random_models, tmp_path):
@@ -161,22 +181,44 @@ def test_run_human_output_has_one_disclaimer(random_models, capsys):
 
 
 class FakeController:
-    """Stands in for firmware_bridge's serial link: scripted trigger presses, recorded commands."""
+    """Stands in for firmware_bridge's serial link: scripted trigger presses (True, False, or "lost": the board
+    goes away), recorded commands; `reopen` fails `still_gone` times before the board is back."""
 
-    def __init__(self, presses: list[bool], then: bool = True):
+    def __init__(self, presses: list, then: bool = True, still_gone: int = 0):
         self.presses, self.then, self.calls, self.shown, self.closed = list(presses), then, [], [], False
+        self.still_gone, self.lost = still_gone, False
+
+    def _check(self) -> None:
+        if self.lost:
+            raise ControllerLost("the board went away")
 
     def wait_trigger(self, timeout_s: float) -> bool:
+        self._check()
         self.calls.append(("wait", timeout_s))
         pressed = self.presses.pop(0) if self.presses else self.then
+        if pressed == "lost":
+            self.lost = True
+            self._check()
         if not pressed:
             time.sleep(0.001)  # a real wait would block up to timeout_s
         return pressed
 
+    def reopen(self) -> None:
+        self.calls.append(("reopen",))
+        if self.still_gone:
+            self.still_gone -= 1
+            raise ControllerLost("cannot open serial port")
+        self.lost = False
+
     def set_illumination(self, mode: str, intensity: float) -> None:
+        self._check()
         self.calls.append(("light", mode, intensity))
 
     def show_result(self, decision) -> None:
+        if self.presses and self.presses[0] == "lost before the result":
+            self.presses.pop(0)
+            self.lost = True
+        self._check()
         self.calls.append(("show", decision.decision))
         self.shown.append(decision)
 
@@ -196,6 +238,39 @@ def test_controller_loop_waits_lights_captures_shows(runtime):
     assert kinds == ["wait", "wait", "light", "light", "show", "wait", "wait", "wait", "light", "light", "show"]
     assert ctl.calls[2] == ("light", config.ILLUMINATION_MODE, config.ILLUMINATION_INTENSITY)
     assert ctl.calls[3] == ("light", "off", 0.0)
+
+
+def test_a_board_lost_before_the_result_is_reopened_and_nothing_stale_is_shown(runtime):
+    """The board goes away before a result reaches it: that result is not shown later; the board is reopened
+    with backoff (two failed tries), the watchdog keeps being fed, and the next press is served."""
+    beats, decided = [], []
+    ctl = FakeController([True, "lost before the result", False, True], still_gone=2)
+    with open_camera("synthetic") as cam:
+        report = run_loop(runtime, cam, frames=2, controller=ctl, on_decision=decided.append,
+                          heartbeat=lambda: beats.append(1), board_timeout_s=10)
+    assert [c[0] for c in ctl.calls].count("reopen") == 3
+    assert len(decided) == 2 and ctl.shown == decided[1:]  # the first was decided (and audited), never shown
+    assert report["board"]["lost"] == 1 and report["board"]["reopened"] == 1 and report["board"]["offline_s"] > 0
+    assert len(beats) >= 5
+
+
+def test_a_board_that_does_not_return_ends_the_run_with_status_3(runtime, random_models, monkeypatch, capsys):
+    from edge_sca.controller import BoardGone
+
+    ctl = FakeController(["lost"], still_gone=10**6)
+    with open_camera("synthetic") as cam, pytest.raises(BoardGone, match="gone for .* systemd restarts"):
+        run_loop(runtime, cam, controller=ctl, board_timeout_s=0.3)
+    pkg, link = types.ModuleType("firmware_bridge"), types.ModuleType("firmware_bridge.link")
+    link.open_controller = lambda port: FakeController(["lost"], still_gone=10**6)
+    pkg.link = link
+    monkeypatch.setitem(sys.modules, "firmware_bridge", pkg)
+    monkeypatch.setitem(sys.modules, "firmware_bridge.link", link)
+    rc = main(["run", "--model", str(random_models["int8"]), "--camera", "synthetic", "--bridge", "/dev/ttyX",
+               "--board-timeout", "0.3"])
+    assert rc == ExitStatus.HARDWARE == 3 and "error: the board has been gone" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--board-timeout", "0", "--model", str(random_models["int8"])])
+    assert exc.value.code == 2 and "should be more than 0" in capsys.readouterr().err
 
 
 def test_controller_loop_stops_on_request_without_trigger(runtime):
