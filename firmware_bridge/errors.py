@@ -1,6 +1,6 @@
 """Errors of the deploy and serial-link layer: EdgeScaError subclasses, so every CLI prints them as one line."""
 
-from edge_sca.errors import EdgeScaError
+from edge_sca.errors import ControllerLost, EdgeScaError
 
 
 class BridgeError(EdgeScaError):
@@ -17,6 +17,11 @@ class FrameError(BridgeError):
 
 class LinkError(BridgeError):
     """The serial port is missing, or the board does not answer or refuses a request."""
+
+
+class BoardLost(LinkError, ControllerLost):
+    """The board's port vanished or the board stopped answering: the run loop reopens it (exit status 3 when it
+    never comes back, so systemd restarts the service)."""
 
 
 class BundleError(BridgeError):

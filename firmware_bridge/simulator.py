@@ -1,8 +1,10 @@
 """A dermoscope-board simulator on a pseudo-terminal: stands in for the board in tests and on a desk.
 
-It speaks protocol.py from the pty's master end; open `sim.port` (the slave's /dev/pts/N path) as the serial port.
-Tests steer it: `press_trigger()` emits an event, `drop_replies` / `corrupt_replies` lose or damage the next
-replies, `silent` stops it answering, `inject()` writes raw bytes onto the line.
+It speaks protocol.py from the pty's master end; open `sim.port` as the serial port. With `link_path` the port is
+a stable symlink to the current pty (as udev's /dev/serial/by-id links are), so `unplug()` and `replug()` can take
+the board away and bring it back on a new pty under the same name. Tests steer it: `press_trigger()` emits an
+event, `drop_replies` / `corrupt_replies` / `busy_replies` lose, damage or refuse ("busy") the next replies,
+`silent` stops it answering, `inject()` writes raw bytes onto the line.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import os
 import select
 import threading
 import tty
+from pathlib import Path
 
 from firmware_bridge import protocol as P
 
@@ -19,16 +22,19 @@ log = logging.getLogger(__name__)
 
 FIRMWARE = (1, 0, 0)
 BOARD_NAME = "sca-dermoscope-sim"
+ACK_OK, ACK_BUSY = b"\x00", bytes([P.ACK_STATUS.index("busy")])
 
 
 class BoardSimulator:
     """The board: answers requests, keeps the illumination / LED / display state, emits trigger events."""
 
-    def __init__(self, firmware: tuple[int, int, int] = FIRMWARE, board: str = BOARD_NAME) -> None:
-        self.master, self._slave = os.openpty()
-        tty.setraw(self._slave)
-        self.port = os.ttyname(self._slave)
+    def __init__(self, firmware: tuple[int, int, int] = FIRMWARE, board: str = BOARD_NAME,
+                 link_path: str | Path | None = None) -> None:
         self.firmware, self.board = firmware, board
+        self.link_path = Path(link_path) if link_path else None
+        self.master: int | None = None
+        self._slave: int | None = None
+        self.pty = ""
         self.decoder = P.StreamDecoder()
         self.illumination: tuple[str, int] = ("off", 0)
         self.led = "off"
@@ -36,25 +42,72 @@ class BoardSimulator:
         self.requests: list[P.Message] = []
         self.drop_replies = 0
         self.corrupt_replies = 0
+        self.busy_replies = 0
         self.silent = False
         self.presses = 0
         self._event_seq = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="board-sim", daemon=True)
+        self._plug()
 
-    def start(self) -> "BoardSimulator":
+    @property
+    def port(self) -> str:
+        return str(self.link_path) if self.link_path else self.pty
+
+    @property
+    def plugged(self) -> bool:
+        return self.master is not None
+
+    def _plug(self) -> None:
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        with self._lock:
+            self.master, self._slave, self.pty = master, slave, os.ttyname(slave)
+            self.decoder = P.StreamDecoder()
+        if self.link_path:
+            tmp = self.link_path.with_name(self.link_path.name + ".tmp")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(self.pty)
+            os.replace(tmp, self.link_path)
+
+    def start(self) -> BoardSimulator:
         self._thread.start()
         return self
 
+    def unplug(self) -> None:
+        """The USB cable is pulled: the port disappears and the Pi's reads fail."""
+        with self._lock:
+            fds, self.master, self._slave = (self.master, self._slave), None, None
+        for fd in fds:
+            if fd is not None:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        if self.link_path:
+            self.link_path.unlink(missing_ok=True)
+        # a re-plugged board starts fresh: nothing lit, nothing shown
+        self.illumination, self.led, self.display = ("off", 0), "off", None
+
+    def replug(self) -> None:
+        """The cable is plugged back in: a new pty behind the same link_path."""
+        if not self.plugged:
+            self._plug()
+
     def _loop(self) -> None:
         while not self._stop.is_set():
-            ready, _, _ = select.select([self.master], [], [], 0.05)
-            if not ready:
+            master = self.master
+            if master is None:
+                self._stop.wait(0.02)
                 continue
             try:
-                data = os.read(self.master, 1024)
-            except OSError:  # no reader on the slave side just now; keep serving
+                ready, _, _ = select.select([master], [], [], 0.05)
+                if not ready:
+                    continue
+                data = os.read(master, 1024)
+            except (OSError, ValueError):  # no reader on the slave side just now, or unplugged under us
+                self._stop.wait(0.02)
                 continue
             for msg in self.decoder.feed(data):
                 self._handle(msg)
@@ -78,22 +131,28 @@ class BoardSimulator:
     def _answer(self, msg: P.Message) -> P.Message:
         if msg.type == P.MsgType.PING:
             return P.Message(P.MsgType.VERSION, msg.seq, P.version_payload(self.firmware, self.board))
+        if self.busy_replies:
+            self.busy_replies -= 1
+            return P.Message(P.MsgType.ACK, msg.seq, ACK_BUSY)
         if msg.type == P.MsgType.SET_ILLUM:
             self.illumination = P.parse_illum(msg.payload)
         elif msg.type == P.MsgType.SHOW_RESULT:
             self.display = P.parse_result(msg.payload)
         elif msg.type == P.MsgType.STATUS_LED:
             self.led = P.LED_STATES[msg.payload[0]]
-        return P.Message(P.MsgType.ACK, msg.seq, b"\x00")
+        return P.Message(P.MsgType.ACK, msg.seq, ACK_OK)
 
     def _write(self, data: bytes) -> None:
+        master = self.master
+        if master is None:
+            return
         try:
-            os.write(self.master, data)
+            os.write(master, data)
         except OSError as exc:
             log.warning("sim: write failed: %s", exc)
 
     def press_trigger(self) -> None:
-        """The user pressed the trigger button: send a TRIGGER event."""
+        """The user pressed the trigger button: send a TRIGGER event (lost while unplugged, as on the wire)."""
         with self._lock:
             self.presses += 1
             self._event_seq = (self._event_seq + 1) & 0xFFFF
@@ -109,13 +168,9 @@ class BoardSimulator:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=1.0)
-        for fd in (self.master, self._slave):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self.unplug()
 
-    def __enter__(self) -> "BoardSimulator":
+    def __enter__(self) -> BoardSimulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
