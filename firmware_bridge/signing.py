@@ -63,18 +63,31 @@ def load_private(path: str | Path):
 
 
 def load_public(path: str | Path):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
     path = Path(path)
     try:
-        key = serialization.load_pem_public_key(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise BundleError(f"public key {path} not found; it is the .pub file `make keygen` wrote") from exc
+    except OSError as exc:
+        raise BundleError(f"cannot read public key {path} ({exc.strerror})") from exc
+    return load_public_bytes(data, path)
+
+
+def load_public_bytes(data: bytes, where: str | Path):
+    """The Ed25519 public key in PEM DATA; BundleError naming WHERE otherwise."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError as exc:  # the scanner's system Python, before its venv exists
+        raise BundleError("this Python lacks the `cryptography` package needed to check bundle signatures; on "
+                          "the scanner: `sudo apt install python3-cryptography`") from exc
+
+    try:
+        key = serialization.load_pem_public_key(data)
     except ValueError as exc:
-        raise BundleError(f"{path} is not a PEM public key ({exc})") from exc
+        raise BundleError(f"{where} is not a PEM public key ({exc})") from exc
     if not isinstance(key, Ed25519PublicKey):
-        raise BundleError(f"{path} is not an Ed25519 public key")
+        raise BundleError(f"{where} is not an Ed25519 public key")
     return key
 
 
@@ -84,10 +97,11 @@ def sign(private_path: str | Path, data: bytes) -> bytes:
 
 def verify(public_path_: str | Path, data: bytes, signature: bytes) -> None:
     """BundleError unless signature is PUBLIC's signature of data."""
+    key = load_public(public_path_)
     from cryptography.exceptions import InvalidSignature
 
     try:
-        load_public(public_path_).verify(signature, data)
+        key.verify(signature, data)
     except InvalidSignature as exc:
         raise BundleError(f"bad signature: the bundle's file list was not signed by the key {public_path_} "
                           f"(tampered with, or signed with another key)") from exc

@@ -1,22 +1,26 @@
-"""Signed bundles: keygen, make, verify, and refusal of tampered, traversing and link entries."""
+"""Signed bundles: keygen, make, verify (the scanner's own streaming check), and refusal of tampered, traversing
+and link entries, undeclared data, manifests that do not describe their model, and bounded memory on big ones."""
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import stat
 import subprocess
 import sys
 import tarfile
+import tracemalloc
 from pathlib import Path
 
 import pytest
+from bridge_support import entry, repack, replace_file, resign
 
 from firmware_bridge import signing
-from firmware_bridge.bundle import INDEX, SIGNATURE, extract_verified, make_bundle, verify_bundle
+from firmware_bridge.archive import DEFAULT_COMPATIBLE, INDEX, SIGNATURE, version_key
+from firmware_bridge.bundle import make_bundle, verify_bundle
 from firmware_bridge.errors import BundleError
+from firmware_bridge.releases import ReleaseStore
 
 
 @pytest.fixture
@@ -55,30 +59,37 @@ def test_world_readable_private_key_is_refused(keys):
 
 
 def test_bundle_contents_and_verify(bundle, keys):
-    info, members = verify_bundle(bundle.path, keys[1])
-    assert info.version == "1.2.3-test"
+    info = verify_bundle(bundle.path, keys[1])
+    assert info.version == "1.2.3-test" and info.index.compatible == DEFAULT_COMPATIBLE
     assert bundle.path.name == "cancernet-sca-1.2.3-test.tar.gz"
     assert info.models == ["models/cancernet_sca_b_float32.tflite", "models/cancernet_sca_b_int8.tflite"]
-    names = set(members)
+    names = set(info.index.files)
     for needed in ("models/cancernet_sca_b_int8.manifest.json", "edge_sca/__init__.py", "edge_sca/preprocess.py",
-                   "firmware_bridge/link.py", "firmware_bridge/protocol.py", "requirements/device.txt",
-                   "systemd/cancernet-sca.service", "config/edge_sca.env", "install.sh",
-                   "benchmarks/device_bench.py"):
+                   "firmware_bridge/link.py", "firmware_bridge/protocol.py", "firmware_bridge/releases.py",
+                   "firmware_bridge/scanner_cli.py", "requirements/device.txt", "systemd/cancernet-sca.service",
+                   "config/edge_sca.env", "install.sh", "benchmarks/device_bench.py"):
         assert needed in names
     assert "models/orphan.tflite" not in names
     assert not any("__pycache__" in n or n.startswith("quantize/") for n in names)
-    for name, data in members.items():
-        assert info.files[name]["sha256"] == hashlib.sha256(data).hexdigest()
+    with tarfile.open(bundle.path) as tar:  # the scanner reads the index and its signature before anything else
+        assert tar.getnames()[:2] == [INDEX, SIGNATURE]
+        for m in tar.getmembers()[2:]:
+            assert info.index.files[m.name].sha256 == hashlib.sha256(tar.extractfile(m).read()).hexdigest()
 
 
-def test_extract_verified(bundle, keys, tmp_path):
-    _, members = verify_bundle(bundle.path, keys[1])
-    out = extract_verified(members, tmp_path / "rel")
+def test_installed_release_runs_the_benchmark(bundle, keys, tmp_path):
+    """What the bundle carries is enough to run the benchmark from the release folder (no quantize, no TF)."""
+    root = tmp_path / "root"
+    (root / "etc/cancernet-sca").mkdir(parents=True)
+    (root / "etc/cancernet-sca/bundle-signing.pub").write_bytes(keys[1].read_bytes())
+    (root / "etc/cancernet-sca/compatible").write_text(DEFAULT_COMPATIBLE)
+    store = ReleaseStore(root)
+    with open(bundle.path, "rb") as f:
+        release = store.install(f, "bundle")["release"]
+    out = root / "opt/cancernet-sca/releases" / release
     assert os.access(out / "install.sh", os.X_OK)
     assert (out / "firmware_bridge/protocol.py").read_bytes() == Path("firmware_bridge/protocol.py").read_bytes()
-    with pytest.raises(FileExistsError):
-        extract_verified(members, out)
-    # the benchmark runs from the release folder with only what the bundle carries (no quantize, no TensorFlow)
+    assert (out / INDEX).is_file() and (out / SIGNATURE).is_file()  # kept, so the release can be re-checked
     done = subprocess.run([sys.executable, "benchmarks/device_bench.py", "--help"], cwd=out, capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": ""}, timeout=120)
     assert done.returncode == 0 and "on-device benchmark" in done.stdout, done.stderr
@@ -98,38 +109,10 @@ def test_no_models_and_bad_manifest_hash(tmp_path, keys, write_fake_model):
 
 # --- tampering: rebuild the archive with one change -------------------------------------------------------------
 
-def repack(src: Path, dst: Path, edit) -> Path:
-    """Copy SRC's entries into DST after edit(list of [TarInfo, bytes]) changed them."""
-    with tarfile.open(src, "r:gz") as tar:
-        entries = [[m, tar.extractfile(m).read()] for m in tar.getmembers()]
-    edit(entries)
-    with tarfile.open(dst, "w:gz") as out:
-        for m, data in entries:
-            if m.isfile():
-                m.size = len(data)
-                out.addfile(m, io.BytesIO(data))
-            else:
-                out.addfile(m)
-    return dst
-
-
-def entry(entries, name):
-    return next(e for e in entries if e[0].name == name)
-
-
-def resign(entries, key, change_index) -> None:
-    """Edit BUNDLE.json with change_index(index) and sign it with the real key (an insider's bundle)."""
-    idx = entry(entries, INDEX)
-    index = json.loads(idx[1])
-    change_index(index)
-    idx[1] = json.dumps(index).encode()
-    entry(entries, SIGNATURE)[1] = signing.sign(key, idx[1])
-
-
 def add_file(entries, name, data=b"evil", key=None):
     info = tarfile.TarInfo(name)
     entries.append([info, data])
-    if key is not None:
+    if key is not None:  # an insider's bundle: the extra entry is listed and signed
         resign(entries, key, lambda ix: ix["files"].__setitem__(
             name, {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}))
 
@@ -144,16 +127,24 @@ def add_link(entries, name, target, kind, key):
 
 def flip_file(entries):
     e = entry(entries, "edge_sca/preprocess.py")
-    e[1] = e[1].replace(b"def ", b"def  ", 1)
+    e[1] = e[1].replace(b"def ", b"def\t", 1)  # same size: only the hash can tell
+
+
+def _move_index_last(entries):
+    entries.append(entries.pop(0))
 
 
 CASES = {
     "changed file": (flip_file, "does not match its signed sha256"),
+    "index not first": (_move_index_last, "not BUNDLE.json"),
+    "trailing data": (lambda es: es.append([tarfile.TarInfo("zzz"), b"\0" * 100]), "not in the signed list"),
     "changed index": (lambda es: entry(es, INDEX).__setitem__(1, entry(es, INDEX)[1].replace(b"1.2.3", b"9.9.9")),
                       "bad signature"),
     "unlisted file": (lambda es: add_file(es, "edge_sca/extra.py"), "not in the signed list"),
     "missing file": (lambda es: es.remove(entry(es, "install.sh")), "listed files missing"),
     "no signature": (lambda es: es.remove(entry(es, SIGNATURE)), "not a signed bundle"),
+    "grown file": (lambda es: entry(es, "install.sh").__setitem__(1, entry(es, "install.sh")[1] + b"#"),
+                   "the signed list says"),
     "duplicate": (lambda es: es.append(list(entry(es, "install.sh"))), "appears twice"),
 }
 
@@ -195,6 +186,91 @@ def test_unsafe_entries_are_refused_even_when_signed(case, bundle, keys, tmp_pat
     with pytest.raises(BundleError, match=message):
         verify_bundle(bad, keys[1])
     assert not (tmp_path / "outside.py").exists()
+
+
+def _edit_manifest(change):
+    def edit(entries, key):
+        name = "models/cancernet_sca_b_int8.manifest.json"
+        manifest = json.loads(entry(entries, name)[1])
+        change(manifest)
+        replace_file(entries, name, json.dumps(manifest).encode(), key)
+    return edit
+
+
+SIGNED_BUT_WRONG = {
+    # signed by the real key, so only the manifest checks can catch them
+    "manifest of another model": (lambda es, k: replace_file(es, "models/cancernet_sca_b_int8.tflite",
+                                                             b"TFL3 another model", k),
+                                  "does not describe this model"),
+    "threshold 1.5": (_edit_manifest(lambda m: m.update(threshold=1.5)), "threshold 1.5 is not a number in"),
+    "threshold text": (_edit_manifest(lambda m: m.update(threshold="high")), "threshold 'high' is not a number"),
+    "unknown manifest format": (_edit_manifest(lambda m: m.update(format="one")), "not a known format"),
+    "old bundle format": (lambda es, k: resign(es, k, lambda ix: ix.update(format=1)), "older bundles"),
+    "no compatible string": (lambda es, k: resign(es, k, lambda ix: ix.pop("compatible")), "bad compatible"),
+    "oversized claim": (lambda es, k: resign(es, k, lambda ix: ix["files"]["install.sh"].update(size=5 << 30)),
+                        "more than the"),
+}
+
+
+@pytest.mark.parametrize("case", list(SIGNED_BUT_WRONG))
+def test_signed_bundle_with_a_bad_manifest_or_index_is_refused(case, bundle, keys, tmp_path):
+    edit, message = SIGNED_BUT_WRONG[case]
+    bad = repack(bundle.path, tmp_path / "bad.tar.gz", lambda es: edit(es, keys[0]))
+    with pytest.raises(BundleError, match=message):
+        verify_bundle(bad, keys[1])
+
+
+def test_undeclared_data_stops_before_it_is_all_read(bundle, keys, tmp_path):
+    """A decompression bomb: one entry claims a small size in the index, but the archive streams far more (a
+    second copy of the entry under its header) - reading stops at the signed total, not at the bomb's end."""
+    big = b"\0" * (64 << 20)
+
+    def bomb(entries):
+        info = tarfile.TarInfo("edge_sca/__init__.py")
+        entries.insert(2, [info, big])
+
+    bad = repack(bundle.path, tmp_path / "bomb.tar.gz", bomb)
+    with pytest.raises(BundleError, match="signed list says|more data than its signed list"):
+        verify_bundle(bad, keys[1])
+
+
+@pytest.mark.slow
+def test_verification_streams_in_bounded_memory(tmp_path, keys, write_fake_model):
+    """Two 32 MB zero-filled models (64 KB compressed): verifying and installing them holds a few MB, not the
+    members (the old verifier read every member into memory: 675 MB resident for two 300 MB ones)."""
+    models = tmp_path / "big"
+    models.mkdir()
+    size = 32 << 20
+    zero_sha = hashlib.sha256(bytes(size)).hexdigest()
+    for stem in ("cancernet_sca_b_int8", "cancernet_sca_b_float32"):
+        with open(models / f"{stem}.tflite", "wb") as f:
+            f.truncate(size)  # sparse: zeros without the disk
+        write_fake_model.manifest(models, stem, zero_sha)
+    made = make_bundle(models, keys[0], tmp_path / "dist", version="9.0")
+    assert made.index.total_bytes > 2 * size
+    root = tmp_path / "root"
+    (root / "etc/cancernet-sca").mkdir(parents=True)
+    (root / "etc/cancernet-sca/bundle-signing.pub").write_bytes(keys[1].read_bytes())
+    (root / "etc/cancernet-sca/compatible").write_text(DEFAULT_COMPATIBLE)
+    tracemalloc.start()
+    try:
+        verify_bundle(made.path, keys[1])
+        _, peak_verify = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        with open(made.path, "rb") as f:
+            ReleaseStore(root).install(f, "big bundle")
+        _, peak_install = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    print(f"peak traced memory: verify {peak_verify / 1e6:.1f} MB, install {peak_install / 1e6:.1f} MB "
+          f"for {made.index.total_bytes / 1e6:.0f} MB of members")
+    assert peak_verify < 12e6 and peak_install < 12e6  # each member alone is 33.5 MB
+
+
+def test_version_order():
+    assert version_key("1.10") > version_key("1.9") > version_key("1.2.3")
+    assert version_key("0.1.0+20261201000000") > version_key("0.1.0+20261130235959")
+    assert version_key("2.0") == version_key("2.0")
 
 
 def test_not_a_bundle(tmp_path, keys):
