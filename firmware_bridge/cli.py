@@ -1,4 +1,5 @@
-"""`python -m firmware_bridge <command>`: keygen, bundle, verify, flash, rollback, simulate."""
+"""`python -m firmware_bridge <command>`: keygen, bundle, verify, flash, rollback, simulate, and `scanner ...`
+(the scanner's own side of a flash, scanner_cli.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import sys
 import time
 
 from edge_sca.cli_common import add_common, emit, run_cli
+from firmware_bridge.archive import DEFAULT_COMPATIBLE
 from firmware_bridge.errors import FlashError
+from firmware_bridge.scanner_cli import add_commands as add_scanner_commands
 from firmware_bridge.signing import DEFAULT_KEY, public_path
 
 DEFAULT_PUB = public_path(DEFAULT_KEY)
@@ -26,9 +29,9 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_bundle(args: argparse.Namespace) -> int:
     from firmware_bridge.bundle import make_bundle
 
-    info = make_bundle(args.models, args.key, args.out_dir, args.version)
+    info = make_bundle(args.models, args.key, args.out_dir, args.version, compatible=args.compatible)
     emit(info.to_dict(), args.json, lambda r: (
-        f"{r['path']}: version {r['version']}, {r['files']} files ({r['bytes'] / 1e6:.1f} MB), "
+        f"{r['path']}: version {r['version']} for {r['compatible']}, {r['files']} files ({r['bytes'] / 1e6:.1f} MB), "
         f"models: {', '.join(m.split('/')[-1] for m in r['models'])}; signed with {args.key}"))
     return 0
 
@@ -36,26 +39,26 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from firmware_bridge.bundle import verify_bundle
 
-    info, _ = verify_bundle(args.bundle, args.public_key)
+    info = verify_bundle(args.bundle, args.public_key)
     emit({**info.to_dict(), "verified": True}, args.json, lambda r: (
-        f"{r['path']}: OK, version {r['version']}, {r['files']} files match the signed list "
+        f"{r['path']}: OK, version {r['version']} for {r['compatible']}, {r['files']} files match the signed list "
         f"(key {args.public_key})"))
     return 0
 
 
 def _options(args: argparse.Namespace):
-    from firmware_bridge.flash import FlashOptions
+    from firmware_bridge.targets import FlashOptions
 
-    opts = FlashOptions(prefix=args.prefix, ssh=args.ssh, rsync=args.rsync, python=args.python,
-                        restart_cmd=args.restart_cmd)
-    for name in ("keep", "install_cmd", "selftest_cmd"):
+    opts = FlashOptions(prefix=args.prefix, ssh=args.ssh, python=args.python, restart_cmd=args.restart_cmd,
+                        ready_timeout_s=args.ready_timeout)
+    for name in ("keep", "install_cmd", "selftest_cmd", "allow_downgrade", "install_key", "settle_s"):
         if getattr(args, name, None) is not None:
             setattr(opts, name, getattr(args, name))
     return opts
 
 
 def _target(args: argparse.Namespace):
-    from firmware_bridge.flash import HostTarget, RootTarget
+    from firmware_bridge.targets import HostTarget, RootTarget
 
     if bool(args.host) == bool(args.root):
         raise FlashError("give exactly one of --host user@scanner or --root /path/to/mounted/rootfs")
@@ -64,7 +67,8 @@ def _target(args: argparse.Namespace):
 
 
 def _flash_text(r: dict) -> str:
-    lines = [f"{r['release']} is now current on the scanner ({r['target']}); previous: {r['previous'] or 'none'}"]
+    lines = [f"{r['release']} is now current on the scanner ({r['target']}): {r['ready']}; previous: "
+             f"{r['previous'] or 'none'}"]
     if r["pruned"]:
         lines.append(f"pruned old releases: {', '.join(r['pruned'])}")
     return "\n".join(lines + [f"note: {n}" for n in r["notes"]])
@@ -91,14 +95,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from firmware_bridge.flash import rollback
 
     emit(rollback(_target(args)), args.json, lambda r: "\n".join(
-        [f"rolled back {r['from']} -> {r['to']} ({r['target']})"] + [f"note: {n}" for n in r["notes"]]))
+        [f"rolled back {r['from']} -> {r['to']} ({r['target']}, hashes re-checked): {r['ready']}"] +
+        [f"note: {n}" for n in r["notes"]]))
     return 0
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from firmware_bridge.simulator import BoardSimulator
 
-    with BoardSimulator() as sim:
+    with BoardSimulator(link_path=args.link) as sim:
         emit({"port": sim.port}, args.json, lambda r: f"board simulator on {r['port']} (Ctrl-C stops it)")
         sys.stdout.flush()
         deadline = time.monotonic() + args.seconds if args.seconds else None
@@ -113,20 +118,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _add_target(s: argparse.ArgumentParser, flash_only: bool) -> None:
-    from firmware_bridge.flash import DEFAULT_PREFIX, SERVICE, FlashOptions
+    from firmware_bridge.releases import DEFAULT_PREFIX
+    from firmware_bridge.scanner_cli import keep_count
+    from firmware_bridge.targets import SERVICE, FlashOptions
 
     d = FlashOptions()
     g = s.add_argument_group("target (exactly one)")
-    g.add_argument("--host", help="user@scanner reached over ssh (needs sudo -n there for install and restart)")
-    g.add_argument("--root", help="a scanner's root file system mounted here (an SD card); no self-test")
-    s.add_argument("--public-key", default=str(DEFAULT_PUB), help="key the bundle must be signed with")
+    g.add_argument("--host", help="user@scanner reached over ssh (needs sudo -n there)")
+    g.add_argument("--root", help="a scanner's root file system mounted here (an SD card); no self-test or "
+                   "health check")
+    s.add_argument("--public-key", default=str(DEFAULT_PUB), help="key the bundle must be signed with (checked "
+                   "here first; the scanner checks against its own /etc/cancernet-sca/bundle-signing.pub)")
     s.add_argument("--prefix", default=DEFAULT_PREFIX, help="install folder on the scanner")
     s.add_argument("--ssh", default=d.ssh, help="ssh command (tests stand in a local one)")
-    s.add_argument("--rsync", default=d.rsync, help="rsync command")
-    s.add_argument("--python", help="the scanner's python (default PREFIX/venv/bin/python)")
-    s.add_argument("--restart-cmd", default=d.restart_cmd, help=f"how to restart {SERVICE} on the scanner")
+    s.add_argument("--python", help="the scanner's device python for the self-test (default PREFIX/venv/bin/python)")
+    s.add_argument("--restart-cmd", default=d.restart_cmd, help=f"how to restart {SERVICE} on the scanner and wait "
+                   "for its READY ({ready_timeout}); non-zero exit means it did not come up")
+    s.add_argument("--ready-timeout", type=float, default=d.ready_timeout_s, metavar="SECONDS",
+                   help="how long the new release may take to report READY")
     if flash_only:
-        s.add_argument("--keep", type=int, default=d.keep, help="releases kept on the scanner")
+        s.add_argument("--keep", type=keep_count, default=d.keep,
+                       help="releases kept on the scanner (at least 2: the current and the previous are never "
+                       "pruned; then the most recently current)")
+        s.add_argument("--allow-downgrade", action="store_true", help="install a version older than the current")
+        s.add_argument("--install-key", action="store_true", help="first flash only: put --public-key on the "
+                       "scanner as its bundle-signing key if it has none (never replaces one)")
+        s.add_argument("--settle", dest="settle_s", type=float, default=d.settle_s, metavar="SECONDS",
+                       help="after READY, the service must stay up this long")
         s.add_argument("--install-cmd", default=d.install_cmd, help="prepare a release ({release}, {prefix})")
         s.add_argument("--selftest-cmd", default=d.selftest_cmd,
                        help="self-test one model ({release}, {python}, {model}); non-zero exit fails the flash")
@@ -148,27 +166,37 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--models", default="models", help="folder of .tflite models with manifests")
     s.add_argument("--key", default=str(DEFAULT_KEY), help="Ed25519 private key to sign with")
     s.add_argument("--out-dir", default="dist")
-    s.add_argument("--version", help="bundle version (default: pyproject version + UTC time)")
+    s.add_argument("--version", help="bundle version (default: pyproject version + UTC time); scanners refuse an "
+                   "older one than they run unless flashed with --allow-downgrade")
+    s.add_argument("--compatible", default=DEFAULT_COMPATIBLE,
+                   help=f"device kind/architecture the bundle is for (default {DEFAULT_COMPATIBLE}); a scanner "
+                   "refuses any other")
     add_common(s)
     s.set_defaults(func=cmd_bundle)
 
-    s = sub.add_parser("verify", help="check a bundle's signature, hashes and entries")
+    s = sub.add_parser("verify", help="check a bundle's signature, hashes, entries and manifests (as the scanner "
+                       "does)")
     s.add_argument("bundle")
     s.add_argument("--public-key", default=str(DEFAULT_PUB))
     add_common(s)
     s.set_defaults(func=cmd_verify)
 
-    s = sub.add_parser("flash", help="install a bundle as a new release, self-test, switch, restart", description=(
-        "Verify BUNDLE, install it into PREFIX/releases/<version>-<time>, run install.sh and the self-test of "
-        "every model there (--host), switch PREFIX/current atomically and restart the service. On any failure "
-        "the previous release stays current."))
+    s = sub.add_parser("flash", help="install a bundle as a new release, self-test, switch, wait for READY",
+                       description=(
+        "Check BUNDLE here, then send the archive to the scanner, which verifies it against its own key "
+        "(/etc/cancernet-sca/bundle-signing.pub), its compatible string and version, and unpacks it into "
+        "PREFIX/releases/<version>-<time>. Over ssh (--host): install.sh, the self-test of every model, switch "
+        "PREFIX/current, restart the service and wait for READY; a release that does not come up is switched "
+        "back. On any failure or Ctrl-C the new release is removed and the previous one stays (or is made again) "
+        "current. See docs/deploy.md."))
     s.add_argument("--bundle", help="bundle to flash (default: the newest in --dist)")
     s.add_argument("--dist", default="dist")
     _add_target(s, flash_only=True)
     add_common(s)
     s.set_defaults(func=cmd_flash)
 
-    s = sub.add_parser("rollback", help="make the release before the current one current again")
+    s = sub.add_parser("rollback", help="make the release that was current before this one current again "
+                       "(re-checked against its signed hashes)")
     _add_target(s, flash_only=False)
     add_common(s)
     s.set_defaults(func=cmd_rollback)
@@ -176,8 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("simulate", help="run a dermoscope-board simulator on a pseudo-terminal, print its path")
     s.add_argument("--trigger-every", type=float, help="press the trigger every N seconds")
     s.add_argument("--seconds", type=float, help="stop after N seconds (default: until Ctrl-C)")
+    s.add_argument("--link", help="also make PATH a symlink to the pty (a stable name, as udev gives a board)")
     add_common(s)
     s.set_defaults(func=cmd_simulate)
+
+    s = sub.add_parser("scanner", help="the scanner's side of a flash: install (verify), activate, rollback, "
+                       "prune, status (run on the scanner, or with --root on a mounted card)")
+    add_scanner_commands(s.add_subparsers(title="scanner commands"))
     return p
 
 

@@ -1,52 +1,49 @@
-"""Flashing: to a mounted root file system, and to a 'host' through stand-in ssh/rsync commands that run locally;
-self-test, install and restart failures keep the previous release current; rollback; pruning."""
+"""Flashing a running scanner over ssh, through stand-ins that run locally: ssh (a shell), sudo (none) and
+systemctl (fake_systemctl.py, which starts the release's service with NOTIFY_SOCKET as systemd does). The
+installer zip verifies on the 'scanner' against its own key; a release that does not report READY, or does not
+stay up, is switched back; failures and Ctrl-C leave the previous release current and nothing behind."""
 
 from __future__ import annotations
 
 import json
-import os
+import shlex
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
+import fake_systemctl
 import pytest
+from bridge_support import PREFIX, scanner_root
 
 from firmware_bridge import signing
 from firmware_bridge.bundle import make_bundle
-from firmware_bridge.errors import BundleError, FlashError
-from firmware_bridge.flash import FlashOptions, HostTarget, RootTarget, flash, release_key, rollback
-
-PREFIX = "/opt/cancernet-sca"
+from firmware_bridge.errors import FlashError
+from firmware_bridge.flash import FlashOptions, HostTarget, flash, rollback
 
 FAKE_SSH = """
-import subprocess, sys
-args = sys.argv[1:]
-while args and args[0].startswith("-"):          # ssh options such as -o BatchMode=yes
-    args = args[2:] if args[0] in ("-o", "-p", "-i") else args[1:]
-host, script = args[0], args[1]
-with open(sys.argv[0] + ".log", "a") as log:
-    log.write(script + "\\n")
-sys.exit(subprocess.run(["sh", "-c", script]).returncode)
+while [ "${1#-}" != "$1" ]; do case "$1" in -o|-p|-i) shift 2 ;; *) shift ;; esac; done   # ssh's options
+printf '%s\\n' "$2" >> "$0.log"
+exec sh -c "$2"   # as user@host would; stdin (the bundle) passes through
 """
 
-FAKE_RSYNC = """
-import shutil, sys
-src, dst = sys.argv[-2], sys.argv[-1].split(":", 1)[1]
-shutil.copytree(src, dst, dirs_exist_ok=True)
+#: The scanner's service as the stand-in systemd runs it: the release's own sd_notify module says READY, unless
+#: the release's model says otherwise ('crash': the real runtime, which refuses the fake model and exits 2 before
+#: READY; 'flaky': READY, then a crash).
+SERVICE = """
+import os, sys, time
+current = sys.argv[1]
+model = open(os.path.join(current, "models/cancernet_sca_b_int8.tflite"), "rb").read()
+if b"crash" in model:
+    os.chdir(current)
+    os.execv(sys.executable, [sys.executable, "-m", "edge_sca", "run", "--model",
+                              "models/cancernet_sca_b_int8.tflite", "--camera", "synthetic"])
+sys.path.insert(0, current)
+from edge_sca.sdnotify import Notifier
+Notifier().ready("up")
+time.sleep(0.3 if b"flaky" in model else 300)
+sys.exit(1)
 """
-
-
-@pytest.fixture
-def stand_ins(tmp_path):
-    """ssh and rsync commands that act on this machine (the 'scanner' is a folder under tmp_path)."""
-    d = tmp_path / "bin"
-    d.mkdir()
-    (d / "ssh.py").write_text(FAKE_SSH)
-    (d / "rsync.py").write_text(FAKE_RSYNC)
-    return {"ssh": f"{sys.executable} {d / 'ssh.py'}", "rsync": f"{sys.executable} {d / 'rsync.py'}",
-            "log": d / "ssh.py.log"}
 
 
 @pytest.fixture
@@ -56,141 +53,139 @@ def keys(tmp_path):
 
 @pytest.fixture
 def fake_bundle(tmp_path, keys, write_fake_model):
-    """fake_bundle(version): a bundle signed with `keys`, its one model file holding b'model VERSION'."""
-    def make(version: str) -> Path:
+    """fake_bundle(version, model=...): a bundle signed with `keys`; its model file holds b'model VERSION'."""
+    def make(version: str, model: bytes | None = None) -> Path:
         d = tmp_path / f"models-{version}"
-        write_fake_model(d, "cancernet_sca_b_int8", f"model {version}".encode())
+        write_fake_model(d, "cancernet_sca_b_int8", model or f"model {version}".encode())
         return make_bundle(d, keys[0], tmp_path / "dist", version=version).path
     return make
 
 
-def host_target(tmp_path, stand_ins, **overrides) -> HostTarget:
-    prefix = tmp_path / "scanner" / PREFIX.lstrip("/")
-    opts = FlashOptions(prefix=str(prefix), ssh=stand_ins["ssh"], rsync=stand_ins["rsync"], python=sys.executable,
+@pytest.fixture
+def scanner(tmp_path, keys):
+    """The scanner's root (trusting `keys`), with ssh and systemctl stand-ins; stops the service afterwards."""
+    root = scanner_root(tmp_path / "scanner", keys[1])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh.sh").write_text(FAKE_SSH)
+    (bin_dir / "service.py").write_text(SERVICE)
+    state = root / "run/fake-systemd"
+    yield {"root": root, "ssh": f"sh {bin_dir / 'ssh.sh'}", "log": bin_dir / "ssh.sh.log",
+           "state": state, "service": bin_dir / "service.py"}
+    fake_systemctl.stop(state)
+
+
+def host_target(scanner, **overrides) -> HostTarget:
+    fake = Path(fake_systemctl.__file__)
+    prefix = scanner["root"] / PREFIX.lstrip("/")
+    opts = FlashOptions(root=str(scanner["root"]), ssh=scanner["ssh"], sudo="", python=sys.executable,
+                        agent_cmd="{python} {agent}",
                         install_cmd="sh {release}/install.sh --prefix {prefix} --no-venv --no-system",
-                        restart_cmd="echo restarted >> {prefix}/restarts.log", keep=3)
+                        selftest_cmd="true",
+                        restart_cmd=f"{sys.executable} {fake} restart {scanner['state']} {{ready_timeout}} -- "
+                                    f"{sys.executable} {scanner['service']} {prefix}/current",
+                        health_cmd=f"{sys.executable} {fake} show {scanner['state']}",
+                        ready_timeout_s=20, settle_s=0.5, keep=3)
     for k, v in overrides.items():
         setattr(opts, k, v)
     return HostTarget("pi@scanner", opts)
 
 
-def current_of(prefix: Path) -> str:
-    link = prefix / "current"
-    assert link.is_symlink()
-    assert not os.path.isabs(os.readlink(link))  # relative: works on the mounted card and on the Pi
-    return Path(os.readlink(link)).name
+def prefix_of(scanner) -> Path:
+    return scanner["root"] / PREFIX.lstrip("/")
 
 
-# --- ROOT ---------------------------------------------------------------------------------------------------------
-
-def test_flash_root_installs_switches_and_rolls_back(tmp_path, keys, fake_bundle):
-    root = tmp_path / "rootfs"
-    root.mkdir()
-    base = root / PREFIX.lstrip("/")
-    first = flash(fake_bundle("1.0"), keys[1], RootTarget(root, FlashOptions()))
-    assert current_of(base) == first["release"] and first["previous"] is None
-    assert first["release"].startswith("1.0-") and release_key(first["release"])
-    assert any("self-test skipped" in n for n in first["notes"])
-    assert any("not restarted" in n for n in first["notes"])
-    rel = base / "releases" / first["release"]
-    assert (rel / "models/cancernet_sca_b_int8.tflite").read_bytes() == b"model 1.0"
-    assert (root / "etc/systemd/system/cancernet-sca.service").is_file()
-    assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/cancernet-sca.service") == \
-        "/etc/systemd/system/cancernet-sca.service"
-    config = root / "etc/cancernet-sca/edge_sca.env"
-    config.write_text("EDGE_SCA_ARGS='--camera synthetic'\n")  # a local edit survives the next flash
-
-    second = flash(fake_bundle("1.1"), keys[1], RootTarget(root, FlashOptions()))
-    assert current_of(base) == second["release"] and second["previous"] == first["release"]
-    assert config.read_text() == "EDGE_SCA_ARGS='--camera synthetic'\n"
-    assert not (base / ".current.tmp").exists()
-
-    back = rollback(RootTarget(root, FlashOptions()))
-    assert back == {**back, "from": second["release"], "to": first["release"]}
-    assert current_of(base) == first["release"]
-    with pytest.raises(FlashError, match="no release older"):
-        rollback(RootTarget(root, FlashOptions()))
+def current_of(scanner) -> str:
+    return Path((prefix_of(scanner) / "current").readlink()).name
 
 
-def test_flash_root_keeps_last_n(tmp_path, keys, fake_bundle):
-    root = tmp_path / "rootfs"
-    root.mkdir()
-    done = [flash(fake_bundle(f"2.{i}"), keys[1], RootTarget(root, FlashOptions(keep=2)))
-            for i in range(4)]
-    left = sorted(p.name for p in (root / PREFIX.lstrip("/") / "releases").iterdir())
-    assert left == sorted(d["release"] for d in done[-2:])
-    assert done[2]["pruned"] == [done[0]["release"]]
+def releases_of(scanner) -> list[str]:
+    return sorted(p.name for p in (prefix_of(scanner) / "releases").iterdir())
 
 
-def test_flash_refuses_unverified_bundle_before_touching_the_target(tmp_path, keys, fake_bundle):
-    root = tmp_path / "rootfs"
-    root.mkdir()
-    _, other = signing.keygen(tmp_path / "other.key")
-    with pytest.raises(BundleError, match="bad signature"):
-        flash(fake_bundle("1.0"), other, RootTarget(root, FlashOptions()))
-    assert list(root.iterdir()) == []
-    with pytest.raises(FlashError, match="not found"):
-        RootTarget(tmp_path / "not-mounted", FlashOptions())
+def service_runs(scanner) -> list[str]:
+    return (scanner["state"] / "restarts.log").read_text().splitlines()
 
 
-# --- HOST through stand-in ssh/rsync --------------------------------------------------------------------------
-
-def test_flash_host_runs_install_selftest_restart(tmp_path, keys, stand_ins, fake_bundle):
-    target = host_target(tmp_path, stand_ins, selftest_cmd="cd {release} && test -f {model} && echo PASS {model}")
-    r = flash(fake_bundle("3.0"), keys[1], target)
-    prefix = Path(target.opts.prefix)
-    assert current_of(prefix) == r["release"]
-    assert (prefix / "restarts.log").read_text() == "restarted\n"
+def test_flash_host_verifies_on_the_scanner_and_waits_for_ready(scanner, keys, fake_bundle, tmp_path):
+    r = flash(fake_bundle("3.0"), keys[1], host_target(scanner, selftest_cmd="test -f {model} && echo PASS"))
+    assert current_of(scanner) == r["release"] and r["ready"].startswith("ready after")
     assert any(n.startswith("self-test models/cancernet_sca_b_int8.tflite: PASS") for n in r["notes"])
-    log = stand_ins["log"].read_text()
-    assert "install.sh" in log and "mv -T .current.tmp current" in log
-    assert not list((prefix / "releases").glob("*.partial"))
+    log = scanner["log"].read_text()
+    assert "installer.pyz install - " in log and "rsync" not in log  # the archive itself, on stdin
+    release = prefix_of(scanner) / "releases" / r["release"]
+    assert (release / "BUNDLE.json").is_file() and (release / "BUNDLE.sig").is_file()
+    assert len(service_runs(scanner)) == 1
+    assert not list((prefix_of(scanner) / "staging").glob("*.partial"))
 
 
-@pytest.mark.parametrize("failing", ["install_cmd", "selftest_cmd"])
-def test_flash_host_failure_keeps_previous_current(tmp_path, keys, stand_ins, failing, fake_bundle):
-    ok = host_target(tmp_path, stand_ins, selftest_cmd="true")
-    first = flash(fake_bundle("4.0"), keys[1], ok)
-    bad = host_target(tmp_path, stand_ins, **{"selftest_cmd": "true", failing: "echo 'self-test FAIL' >&2; exit 1"})
-    with pytest.raises(FlashError, match=f"{first['release']} stays current") as exc:
+def test_a_failure_before_the_switch_keeps_the_previous_current(scanner, keys, fake_bundle):
+    first = flash(fake_bundle("4.0"), keys[1], host_target(scanner))
+    bad = host_target(scanner, selftest_cmd="echo 'self-test FAIL' >&2; exit 1")
+    with pytest.raises(FlashError, match=f"self-test FAIL.*removed, {first['release']} stays current"):
         flash(fake_bundle("4.1"), keys[1], bad)
-    assert "self-test FAIL" in str(exc.value)
-    prefix = Path(ok.opts.prefix)
-    assert current_of(prefix) == first["release"]
-    assert [p.name for p in (prefix / "releases").iterdir()] == [first["release"]]
-    assert (prefix / "restarts.log").read_text() == "restarted\n"  # only the first flash restarted
+    assert current_of(scanner) == first["release"] and releases_of(scanner) == [first["release"]]
+    assert len(service_runs(scanner)) == 1  # never restarted
 
 
-def test_flash_host_restart_failure_switches_back(tmp_path, keys, stand_ins, fake_bundle):
-    first = flash(fake_bundle("5.0"), keys[1], host_target(tmp_path, stand_ins,
-                                                                              selftest_cmd="true"))
-    flaky = host_target(tmp_path, stand_ins, selftest_cmd="true",
-                        restart_cmd="test -f {prefix}/once || { touch {prefix}/once; exit 1; }")
-    with pytest.raises(FlashError, match=f"switched back to {first['release']}"):
-        flash(fake_bundle("5.1"), keys[1], flaky)
-    prefix = Path(flaky.opts.prefix)
-    assert current_of(prefix) == first["release"]
-    assert [p.name for p in (prefix / "releases").iterdir()] == [first["release"]]
+def test_a_release_that_does_not_come_up_is_switched_back(scanner, keys, fake_bundle):
+    """The release crash-loops before READY (the real runtime refusing its model), or dies right after READY:
+    flash switches back, restarts the previous release, waits for it, and says so."""
+    target = host_target(scanner)
+    first = flash(fake_bundle("5.0"), keys[1], target)
+    for version, model, why in [("5.1", b"crash", "did not report READY"), ("5.2", b"flaky", "did not stay up")]:
+        with pytest.raises(FlashError, match=f"{why}.*switched back to {first['release']} and restarted it: "
+                                             "ready"):
+            flash(fake_bundle(version, model=model), keys[1], target)
+        assert current_of(scanner) == first["release"] and releases_of(scanner) == [first["release"]]
+        assert _show(scanner)["ActiveState"] == "active"  # the previous release runs again
+    assert len(service_runs(scanner)) == 5
+    assert target.agent("status", "status")["history"] == [first["release"]]
 
 
-def test_rollback_over_host(tmp_path, keys, stand_ins, fake_bundle):
-    target = host_target(tmp_path, stand_ins, selftest_cmd="true")
+def _show(scanner) -> dict:
+    out = subprocess.run([sys.executable, fake_systemctl.__file__, "show", str(scanner["state"])],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines())
+
+
+def test_ctrl_c_during_the_self_test_leaves_no_release_behind(scanner, keys, fake_bundle, monkeypatch):
+    """... and a later rollback (over ssh: re-checked on the scanner, restarted, READY) never lands on it."""
+    target = host_target(scanner)
     with pytest.raises(FlashError, match="no current release"):
         rollback(target)
-    a = flash(fake_bundle("6.0"), keys[1], target)
-    b = flash(fake_bundle("6.1"), keys[1], target)
+    first = flash(fake_bundle("6.0"), keys[1], target)
+
+    def interrupted(self, release, models):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(HostTarget, "selftest", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        flash(fake_bundle("6.1"), keys[1], target)
+    assert releases_of(scanner) == [first["release"]] and current_of(scanner) == first["release"]
+    monkeypatch.undo()
+    second = flash(fake_bundle("6.2"), keys[1], target)
     r = rollback(target)
-    assert (r["from"], r["to"]) == (b["release"], a["release"])
-    assert current_of(Path(target.opts.prefix)) == a["release"]
-    assert (Path(target.opts.prefix) / "restarts.log").read_text().count("restarted") == 3
+    assert (r["from"], r["to"]) == (second["release"], first["release"]) and r["ready"].startswith("ready")
+    assert (prefix_of(scanner) / "history").read_text().split() == [first["release"]]
+    assert len(service_runs(scanner)) == 3
 
 
-def test_host_name_is_checked(tmp_path, stand_ins):
+def test_the_scanner_refuses_a_bundle_its_own_key_did_not_sign(scanner, keys, fake_bundle, tmp_path):
+    _, other_pub = signing.keygen(tmp_path / "other.key")
+    shutil.copy(other_pub, scanner["root"] / "etc/cancernet-sca/bundle-signing.pub")
+    with pytest.raises(FlashError, match="verifying and installing the bundle on pi@scanner: bad signature"):
+        flash(fake_bundle("7.0"), keys[1], host_target(scanner))
+    assert not (prefix_of(scanner) / "releases").exists()
+    assert [p.name for p in (prefix_of(scanner) / "staging").iterdir()] == [".lock"]
+
+
+def test_host_name_is_checked():
     with pytest.raises(FlashError, match="user@scanner"):
-        host_target(tmp_path, stand_ins).__class__("-oProxyCommand=x", FlashOptions())
+        HostTarget("-oProxyCommand=x", FlashOptions())
 
 
-# --- the real self-test (needs the random-weight models, hence the ISIC folder) -----------------------------------
+# --- the real self-test and the real runtime (needs the random-weight models, hence the ISIC folder) ------------
 
 def _models_dir(random_models, tmp_path, break_refs: bool) -> Path:
     d = tmp_path / ("broken" if break_refs else "good")
@@ -208,35 +203,22 @@ def _models_dir(random_models, tmp_path, break_refs: bool) -> Path:
 
 
 @pytest.mark.slow
-def test_flash_host_with_real_selftest(random_models, tmp_path, keys, stand_ins):
-    """`python -m edge_sca selftest` runs from the new release folder: a good bundle passes, one whose reference
-    vectors disagree fails and leaves the good release current."""
-    target = host_target(tmp_path, stand_ins)
+def test_flash_host_with_real_selftest_and_runtime(random_models, tmp_path, keys, scanner):
+    """`python -m edge_sca selftest` runs from the new release folder, then the release's own `edge_sca run` is
+    started as the service and must send READY (self-test passed, camera open). A bundle whose reference vectors
+    disagree fails its self-test and leaves the good release current."""
+    prefix = prefix_of(scanner)
+    service = (f"cd {prefix}/current && PYTHONPATH=. exec {sys.executable} -m edge_sca run --model "
+               "models/cancernet_sca_b_int8.tflite --camera synthetic --threads 1")
+    fake = Path(fake_systemctl.__file__)
+    target = host_target(scanner, selftest_cmd=FlashOptions().selftest_cmd, ready_timeout_s=60,
+                         restart_cmd=f"{sys.executable} {fake} restart {scanner['state']} {{ready_timeout}} -- "
+                                     f"{shlex.quote(service)}")
     good = make_bundle(_models_dir(random_models, tmp_path, False), keys[0], tmp_path / "dist", version="7.0")
     r = flash(good.path, keys[1], target)
-    assert current_of(Path(target.opts.prefix)) == r["release"]
+    assert current_of(scanner) == r["release"] and r["ready"].startswith("ready")
     assert sum("self-test" in n and "PASS" in n for n in r["notes"]) == 2, r["notes"]
     broken = make_bundle(_models_dir(random_models, tmp_path, True), keys[0], tmp_path / "dist", version="7.1")
     with pytest.raises(FlashError, match="self-test of models/.*failed"):
         flash(broken.path, keys[1], target)
-    assert current_of(Path(target.opts.prefix)) == r["release"]
-
-
-def test_cli_flash_and_rollback_root(tmp_path, keys, fake_bundle):
-    root = tmp_path / "rootfs"
-    root.mkdir()
-    bundles = [fake_bundle(v) for v in ("8.0", "8.1")]
-    common = ["--root", str(root), "--public-key", str(keys[1]), "--json"]
-    run = lambda *a: subprocess.run([sys.executable, "-m", "firmware_bridge", *a], capture_output=True, text=True,
-                                    timeout=120)
-    outs = []
-    for b in bundles:
-        p = run("flash", "--bundle", str(b), *common)
-        assert p.returncode == 0, p.stderr
-        outs.append(json.loads(p.stdout))
-    p = run("rollback", *common)
-    assert p.returncode == 0, p.stderr
-    assert json.loads(p.stdout)["to"] == outs[0]["release"]
-    p = run("flash", "--bundle", str(bundles[0]), "--root", str(root), "--host", "pi@x")
-    assert p.returncode == 2 and "exactly one of --host" in p.stderr
-    assert textwrap.dedent(p.stderr).count("\n") == 1  # one line, no traceback
+    assert current_of(scanner) == r["release"]

@@ -5,6 +5,7 @@
 #   --no-venv     do not create / update PREFIX/venv (it must already hold the device requirements)
 #   --no-system   do not touch /etc or systemd (no user, unit or config); for tests and unprivileged trials
 set -eu
+umask 022  # explicit modes below; nothing this script makes is group- or world-writable, whatever the caller's umask
 PREFIX=/opt/cancernet-sca
 VENV=1
 SYSTEM=1
@@ -32,10 +33,11 @@ if [ "$VENV" = 1 ]; then
 fi
 
 if [ "$SYSTEM" = 1 ]; then
-  id cancernet-sca >/dev/null 2>&1 || useradd --system --no-create-home --groups video,dialout cancernet-sca
-  mkdir -p /etc/cancernet-sca
-  [ -f /etc/cancernet-sca/edge_sca.env ] || cp "$HERE/config/edge_sca.env" /etc/cancernet-sca/edge_sca.env
-  cp "$HERE/systemd/cancernet-sca.service" /etc/systemd/system/cancernet-sca.service
+  id cancernet-sca >/dev/null 2>&1 || useradd --system --no-create-home --user-group --groups video,dialout \
+    cancernet-sca
+  install -d -m 0755 /etc/cancernet-sca
+  [ -f /etc/cancernet-sca/edge_sca.env ] || install -m 0644 "$HERE/config/edge_sca.env" /etc/cancernet-sca/edge_sca.env
+  install -m 0644 "$HERE/systemd/cancernet-sca.service" /etc/systemd/system/cancernet-sca.service
   systemctl daemon-reload
   systemctl enable cancernet-sca.service >/dev/null 2>&1 || true
 fi

@@ -1,0 +1,73 @@
+"""The deploy files: the unit's hardening as systemd itself rates it, and the installer zip that `flash --host`
+runs on the scanner needing nothing beyond the standard library and `cryptography`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+from bridge_support import scanner_root
+
+from firmware_bridge import signing
+from firmware_bridge.agent import MODULES, build_agent
+from firmware_bridge.bundle import DEPLOY_DIR, make_bundle
+
+UNIT = DEPLOY_DIR / "cancernet-sca.service"
+
+
+def test_unit_is_health_gated_and_hardened():
+    unit = UNIT.read_text()
+    for line in ("Type=notify", "NotifyAccess=main", "WatchdogSec=", "RestartPreventExitStatus=2", "UMask=0027",
+                 "PrivateNetwork=yes", "NoNewPrivileges=yes", "ProtectSystem=strict", "DevicePolicy=closed",
+                 "StateDirectory=cancernet-sca", "CapabilityBoundingSet=\n", "MemoryMax="):
+        assert line in unit, line
+    allowed = re.findall(r"^DeviceAllow=(\S+)", unit, re.M)
+    assert allowed and all(a.startswith("char-") and any(k in a for k in ("video", "media", "dma_heap", "tty"))
+                           for a in allowed)  # camera and serial devices only
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed "
+                    "(apt install systemd) to rate the unit")
+def test_unit_exposure_is_at_most_2_5():
+    out = subprocess.run(["systemd-analyze", "security", "--offline=true", str(UNIT)], capture_output=True,
+                         text=True, timeout=60)
+    m = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out.stdout)
+    assert m, out.stdout + out.stderr
+    assert float(m.group(1)) <= 2.5, out.stdout
+
+
+AGENT_CHECK = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"numpy", "cv2", "serial", "ai_edge_litert", "tensorflow", "tflite_runtime"}:
+            raise ImportError(f"{name} is not on a fresh scanner")
+sys.meta_path.insert(0, Block())
+zip_path = sys.argv[1]
+sys.path.insert(0, zip_path)
+from firmware_bridge.scanner_cli import main
+codes = [main(["install", sys.argv[2], "--root", sys.argv[3]]), main(["status", "--root", sys.argv[3], "--json"])]
+ours = {n: getattr(m, "__file__", "") for n, m in sys.modules.items() if n.split(".")[0] in ("edge_sca",
+        "firmware_bridge")}
+outside = sorted(n for n, f in ours.items() if not f.startswith(zip_path))
+sys.exit(f"not from the zip: {outside}" if outside else max(codes))
+"""
+
+
+def test_installer_zip_runs_with_the_standard_library_and_cryptography(tmp_path, write_fake_model):
+    keys = signing.keygen(tmp_path / "k" / "signing.key")
+    write_fake_model(tmp_path / "m", "cancernet_sca_b_int8", b"model")
+    bundle = make_bundle(tmp_path / "m", keys[0], tmp_path / "dist", version="1.0").path
+    root = scanner_root(tmp_path / "root", keys[1])
+    agent = tmp_path / "installer.pyz"
+    agent.write_bytes(build_agent())
+    assert build_agent() == agent.read_bytes()  # deterministic
+    done = subprocess.run([sys.executable, "-c", AGENT_CHECK, str(agent), str(bundle), str(root)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verified and installed 1.0-" in done.stdout and '"releases": [' in done.stdout
+    assert len(list((root / "opt/cancernet-sca/releases").iterdir())) == 1
+    assert len(MODULES) == len(set(MODULES))
