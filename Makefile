@@ -7,7 +7,7 @@ EPOCHS    ?= 30
 ARGS      ?=
 STAMP     := .venv/.setup-stamp
 
-.PHONY: help setup test train evaluate quantize bench bundle flash rollback keygen clean
+.PHONY: help setup test train evaluate quantize bench bundle flash rollback keygen unit-security clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -49,8 +49,14 @@ keygen: setup  ## make the Ed25519 bundle-signing key pair (KEY and its .pub); n
 bundle: setup  ## pack MODELS_DIR's models, edge_sca and the deploy files into dist/cancernet-sca-<version>.tar.gz, signed with KEY
 	$(PY) -m firmware_bridge bundle --models $(MODELS_DIR) --key $(KEY) --out-dir dist $(ARGS)
 
-flash: setup  ## install the newest dist/ bundle on HOST=user@scanner (ssh, self-test) or ROOT=/mounted/rootfs
+flash: setup  ## install the newest dist/ bundle on HOST=user@scanner (verified there, self-test, kept only if it comes up) or ROOT=/mounted/rootfs
 	$(PY) -m firmware_bridge flash $(TARGET) --dist dist --public-key $(basename $(KEY)).pub $(ARGS)
 
 rollback: setup  ## make the previous release current again on HOST=user@scanner or ROOT=/mounted/rootfs
 	$(PY) -m firmware_bridge rollback $(TARGET) $(ARGS)
+
+unit-security:  ## rate the scanner's systemd unit (needs systemd-analyze) into reports/deploy/unit-security.txt
+	mkdir -p reports/deploy
+	systemd-analyze --version | head -1 > reports/deploy/unit-security.txt
+	systemd-analyze security --offline=true firmware_bridge/deploy/cancernet-sca.service >> reports/deploy/unit-security.txt
+	tail -1 reports/deploy/unit-security.txt
