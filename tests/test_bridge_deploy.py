@@ -1,10 +1,12 @@
-"""The deploy files: the unit's hardening as systemd itself rates it, and the installer zip that `flash --host`
-runs on the scanner needing nothing beyond the standard library and `cryptography`."""
+"""The deploy files: the unit's hardening as systemd itself rates it, the installer zip that `flash --host` runs
+on the scanner needing nothing beyond the standard library and `cryptography`, and the audit log's mode."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -71,3 +73,15 @@ def test_installer_zip_runs_with_the_standard_library_and_cryptography(tmp_path,
     assert "verified and installed 1.0-" in done.stdout and '"releases": [' in done.stdout
     assert len(list((root / "opt/cancernet-sca/releases").iterdir())) == 1
     assert len(MODULES) == len(set(MODULES))
+
+
+def test_audit_log_is_0640_whatever_the_umask(tmp_path):
+    from edge_sca.audit import AuditLog
+
+    old = os.umask(0)
+    try:
+        with AuditLog(tmp_path / "audit.jsonl") as log:
+            log.write({"decision": "benign"})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "audit.jsonl").stat().st_mode) == 0o640
