@@ -75,7 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(config.DISCLAIMER, flush=True)
         controller = _open_bridge(args.bridge) if args.bridge else None
         with open_camera(args.camera, **cam_kw) as camera:
-            notifier.ready(f"self-test passed; camera {camera.name}{', board ' + args.bridge if args.bridge else ''}")
+            board = f", board {args.bridge}" if args.bridge else ""
+            notifier.ready(f"self-test passed; camera {camera.name}{board}")  # what flash's health gate waits for
             show = None if args.json else (lambda d: print(_decision_line(d), flush=True))
             report = run_loop(runtime, camera, args.frames, controller, stop, show, heartbeat=notifier.watchdog,
                               board_timeout_s=args.board_timeout)

@@ -1,4 +1,5 @@
 """Deploy bundle, flashing and the serial link to the scanner's dermoscope board (may import edge_sca only).
 
-Kept import-free so that the Pi, which gets only link.py, protocol.py and errors.py, can import the package.
+Kept import-free: a scanner release carries only part of the package (the serial link and the scanner-side
+installer, bundle.BRIDGE_FILES), and the installer runs on the scanner's system Python before its venv exists.
 """

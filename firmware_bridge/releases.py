@@ -297,6 +297,7 @@ class ReleaseStore:
 
     def activate(self, release: str) -> dict:
         """Make RELEASE current and add it to the history."""
+        _check_name(release)
         with self.locked():
             if not self._dir("releases", release, INDEX).is_file():
                 raise FlashError(f"no verified release {release!r} on the scanner (releases: "
@@ -323,6 +324,7 @@ class ReleaseStore:
     def revert(self, release: str) -> dict:
         """Undo activate(RELEASE) after it failed its health check: the previous release (re-checked) becomes
         current again and RELEASE is deleted."""
+        _check_name(release)
         with self.locked():
             hist, cur = self.history(), self.current()
             if cur != release:
@@ -337,8 +339,7 @@ class ReleaseStore:
 
     def remove(self, release: str) -> None:
         """Delete a release that is not current (a failed or interrupted one)."""
-        if not RELEASE_RE.match(release):
-            raise FlashError(f"{release!r} is not a release name")
+        _check_name(release)
         with self.locked():
             if release == self.current():
                 raise FlashError(f"{release} is the current release; roll back first")
@@ -397,6 +398,11 @@ class ReleaseStore:
         self.fs.make_dirs(path.parent, DIR_MODE)
         self.fs.write_bytes(path, data, FILE_MODE)
         return {"public_key": str(path), "installed": True}
+
+
+def _check_name(release: str) -> None:
+    if not RELEASE_RE.match(release):
+        raise FlashError(f"{release!r} is not a release name (<version>-<UTC time>)")
 
 
 def _compare_tree(d: Path, index: BundleIndex) -> list[str]:
