@@ -185,3 +185,5 @@ def verify_bundle(archive: str | Path, public_key: str | Path) -> BundleInfo:
         raise BundleError(f"bundle {archive} not found; make one with `make bundle`") from exc
     except IsADirectoryError as exc:
         raise BundleError(f"{archive} is a folder, not a bundle .tar.gz") from exc
+    except OSError as exc:
+        raise BundleError(f"cannot read {archive} ({exc.strerror or exc})") from exc

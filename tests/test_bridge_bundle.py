@@ -236,7 +236,7 @@ def test_undeclared_data_stops_before_it_is_all_read(bundle, keys, tmp_path):
 
 @pytest.mark.slow
 def test_verification_streams_in_bounded_memory(tmp_path, keys, write_fake_model):
-    """Two 32 MB zero-filled models (64 KB compressed): verifying and installing them holds a few MB, not the
+    """Two 32 MiB zero-filled models (tens of KB compressed): verifying and installing them holds a few MB, not the
     members (the old verifier read every member into memory: 675 MB resident for two 300 MB ones)."""
     models = tmp_path / "big"
     models.mkdir()
