@@ -1,1 +1,2 @@
-"""The on-device benchmark (`python benchmarks/device_bench.py`, `make bench`): models, end-to-end path, drift."""
+"""The on-device benchmark (`python -m benchmarks`, `python benchmarks/device_bench.py`, `make bench`): models,
+end-to-end path, drift."""

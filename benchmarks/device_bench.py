@@ -13,21 +13,27 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as `python benchmarks/device_bench.py`: import from the repository root
-    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+if __name__ == "__main__" and not __package__:
+    # `python benchmarks/device_bench.py` (make bench; the release folder on the scanner) puts benchmarks/ itself on
+    # the import path, where `benchmarks` and `edge_sca` cannot be found: run again as `python -m benchmarks` with
+    # the folder above importable. An installed package (`pip install .`) needs none of this: `cancernet-bench`.
+    _root = str(Path(__file__).resolve().parent.parent)
+    _env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (_root, os.environ.get("PYTHONPATH")) if p))
+    os.execve(sys.executable, [sys.executable, "-m", "benchmarks", *sys.argv[1:]], _env)
 
-from benchmarks import ratios as R  # noqa: E402
-from benchmarks.discover import REPO_ROOT, find_models, identify, run_child  # noqa: E402
-from benchmarks.machine import VectorUnit, machine_info  # noqa: E402
-from benchmarks.report import markdown, plot  # noqa: E402
-from edge_sca.cli_common import add_common, run_cli  # noqa: E402
-from edge_sca.config import MODELS_DIR  # noqa: E402
-from edge_sca.errors import EdgeScaError, ModelError  # noqa: E402
-from edge_sca.isic import resolve_isic_dir  # noqa: E402
+from benchmarks import ratios
+from benchmarks.discover import REPO_ROOT, find_models, identify, run_child
+from benchmarks.machine import VectorUnit, machine_info
+from benchmarks.report import markdown, plot
+from edge_sca.cli_common import add_common, run_cli
+from edge_sca.config import MODELS_DIR
+from edge_sca.errors import EdgeScaError, ModelError
+from edge_sca.isic import resolve_isic_dir
 
 log = logging.getLogger("bench")
 
@@ -55,7 +61,7 @@ def thread_counts(spec: str, cores: int) -> list[int]:
 
 def parse_macs(items: list[str] | None) -> dict[str, int]:
     """--macs b=216397056 (repeatable) on top of the measured defaults."""
-    table = dict(R.DEFAULT_MACS)
+    table = dict(ratios.DEFAULT_MACS)
     for item in items or []:
         name, _, value = item.partition("=")
         try:
@@ -75,7 +81,7 @@ def measure_models(paths: list[Path], args: argparse.Namespace, cfg: dict, threa
         if "error" not in info:
             info.update(run_child(path, threads, cfg["warmup"], cfg["runs"], cfg["max_seconds"], cfg["min_runs"]))
         if "error" not in info:
-            info["utilisation"] = R.utilisation(info, unit, machine["clock_ghz"], machine["cores"])
+            info["utilisation"] = ratios.utilisation(info, unit, machine["clock_ghz"], machine["cores"])
         else:
             log.error("%s: %s", path.name, info["error"])
         models.append(info)
@@ -151,10 +157,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     threads = thread_counts(args.threads, machine["cores"])
     notes = _load_notes(machine)
     models = measure_models(paths, args, cfg, threads, machine)
-    ratios = {"int8_speedup": R.int8_speedup(models), "versus_baseline": R.versus_baseline(models),
-              "peak_formula": R.peak_formula(machine)}
+    figures = {"int8_speedup": ratios.int8_speedup(models), "versus_baseline": ratios.versus_baseline(models),
+               "peak_formula": ratios.peak_formula(machine)}
     result = {"benchmark_format": 1, "machine": machine, "settings": {**cfg, "threads": threads, "quick": args.quick,
-              "models_dir": str(args.models_dir)}, "models": models, "ratios": ratios, "notes": notes}
+              "models_dir": str(args.models_dir)}, "models": models, "ratios": figures, "notes": notes}
     result["settings_line"] = (f"{'--quick, ' if args.quick else ''}{cfg['warmup']} warm-up + up to {cfg['runs']} "
                                f"runs (at most {cfg['max_seconds']:g} s) per model and thread count; threads "
                                f"{', '.join(map(str, threads))}; latency = one invoke on a preprocessed frame")
@@ -180,7 +186,7 @@ def _load_notes(machine: dict) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python benchmarks/device_bench.py", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
                                 epilog="Research tool, not a diagnosis.")
     p.add_argument("--models-dir", default=str(MODELS_DIR), help="folder of .tflite models with manifests")
     p.add_argument("--model", action="append", help="only models whose file name contains this (repeatable)")

@@ -12,16 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.device_bench import parse_macs, thread_counts
+from benchmarks.machine import clock_ghz, cpu_model, peak_macs_per_s, vector_unit
+from benchmarks.ratios import int8_speedup, versus_baseline
+from benchmarks.report import plot
 from edge_sca.config import REPO_ROOT
-
-if str(REPO_ROOT) not in sys.path:  # `benchmarks` is a script folder, not an installed package
-    sys.path.insert(0, str(REPO_ROOT))
-
-from benchmarks.device_bench import parse_macs, thread_counts  # noqa: E402
-from benchmarks.machine import clock_ghz, cpu_model, peak_macs_per_s, vector_unit  # noqa: E402
-from benchmarks.ratios import int8_speedup, versus_baseline  # noqa: E402
-from benchmarks.report import plot  # noqa: E402
-from edge_sca.errors import EdgeScaError  # noqa: E402
+from edge_sca.errors import EdgeScaError
 
 SCRIPT = REPO_ROOT / "benchmarks" / "device_bench.py"
 
@@ -153,9 +149,10 @@ def test_benchmark_modules_import_without_tensorflow_or_matplotlib():
 
 
 def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    """The script as `make bench` and the scanner run it: by path, from anywhere, with no PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+                          timeout=timeout, cwd=Path(SCRIPT).anchor)
 
 
 def _models_dir(random_models: dict, dst: Path, tamper: bool = False) -> Path:

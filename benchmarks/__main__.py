@@ -1,0 +1,5 @@
+"""`python -m benchmarks`: the on-device benchmark (see device_bench.py)."""
+
+from benchmarks.device_bench import main
+
+raise SystemExit(main())
