@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edge_sca import config
 from edge_sca.errors import EdgeScaError
+from edge_sca.fileio import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +26,6 @@ AUDIT_MODE = 0o640
 
 class AuditError(EdgeScaError):
     """The audit log cannot be written: the runtime stops rather than decide without a record."""
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class AuditLog:
@@ -99,9 +87,9 @@ class AuditLog:
             self.path.replace(self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink()
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         self._open()
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
     def close(self) -> None:
         if self.fd is not None:

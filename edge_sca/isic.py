@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edge_sca.config import CLASS_NAMES, isic_dir_candidates
 from edge_sca.errors import DataError
+from edge_sca.fileio import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +64,6 @@ class IsicFolder:
 
     def metadata_sha256(self) -> str:
         return sha256_file(self.root / "metadata.csv")
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, streamed."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_isic_dir(given: str | Path | None = None) -> Path:

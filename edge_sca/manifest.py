@@ -18,6 +18,7 @@ import numpy as np
 
 from edge_sca.config import CLASS_NAMES, DEFAULT_THRESHOLD, INPUT_SIZE
 from edge_sca.errors import ModelError
+from edge_sca.fileio import atomic_write_text
 from edge_sca.manifest_schema import MANIFEST_FORMAT, REQUIRED_KEYS, check_manifest, manifest_path
 
 __all__ = ["MANIFEST_FORMAT", "REQUIRED_KEYS", "Manifest", "decode_pixels", "encode_pixels", "load_manifest",
@@ -75,9 +76,7 @@ class Manifest:
         return list(self.data.get("reference_vectors", []))
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2) + "\n")
-        tmp.replace(self.path)
+        atomic_write_text(self.path, json.dumps(self.data, indent=2) + "\n")
 
 
 def load_manifest(path: str | Path) -> Manifest:

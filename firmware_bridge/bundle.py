@@ -28,7 +28,7 @@ from typing import Any, BinaryIO
 
 from edge_sca.config import REPO_ROOT
 from edge_sca.errors import ModelError
-from edge_sca.isic import sha256_file
+from edge_sca.fileio import sha256_file
 from edge_sca.manifest_schema import manifest_path
 from firmware_bridge import signing
 from firmware_bridge.archive import (

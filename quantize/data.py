@@ -19,6 +19,7 @@ import numpy as np
 
 from edge_sca.config import INPUT_SIZE, REPO_ROOT
 from edge_sca.errors import DataError, ImageError
+from edge_sca.fileio import atomic_path
 from edge_sca.isic import IsicFolder, Record
 from edge_sca.preprocess import PREPROCESS_VERSION, load_preprocessed
 from edge_sca.progress import Progress
@@ -138,18 +139,11 @@ def _build(records: list[Record], size: int, path: Path | None, skip_bad: bool) 
     if path is None:
         x = np.empty(shape, np.uint8)
         return x, set(_decode_all(records, size, x, skip_bad))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-    x = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
-    try:
+    with atomic_path(path, suffix=".npy") as tmp:
+        x = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
         bad = _decode_all(records, size, x, skip_bad)
         x.flush()
-    except BaseException:
         del x
-        tmp.unlink(missing_ok=True)
-        raise
-    del x
-    os.replace(tmp, path)
     path.with_suffix(".json").write_text(json.dumps({"n": len(records), "size": size, "bad": bad}))
     log.info("cached %d images at %s", len(records), path)
     return np.load(path, mmap_mode="r"), set(bad)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sca.config import CLASS_NAMES, INPUT_NAME, INPUT_SIZE, INT8_SCALE, INT8_ZERO_POINT, OUTPUT_NAME
+from edge_sca.fileio import atomic_write_bytes
 from edge_sca.interpreter import TFLiteModel
 from edge_sca.manifest import MANIFEST_FORMAT, Manifest, encode_pixels, manifest_path, sha256_bytes
 from edge_sca.preprocess import PREPROCESS_VERSION
@@ -31,10 +32,7 @@ def write_model(tflite_bytes: bytes, out_path: str | Path, architecture: str, va
                 extra: dict | None = None) -> Manifest:
     """Write `out_path` (.tflite) and its manifest; the reference outputs are computed by the runtime itself."""
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(".tflite.tmp")
-    tmp.write_bytes(tflite_bytes)
-    tmp.replace(out_path)
+    atomic_write_bytes(out_path, tflite_bytes)
     runtime = TFLiteModel(out_path, verify=False, require_manifest=False)
     refs = []
     for i, pixels in enumerate(reference_pixels):

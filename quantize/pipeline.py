@@ -18,7 +18,8 @@ import numpy as np
 
 from edge_sca.config import DEFAULT_THRESHOLD, INPUT_SIZE, REPO_ROOT, model_stem
 from edge_sca.errors import DataError, ModelError
-from edge_sca.isic import IsicFolder, load_isic_folder, sha256_file
+from edge_sca.fileio import sha256_file
+from edge_sca.isic import IsicFolder, load_isic_folder
 from edge_sca.manifest import load_manifest, manifest_path
 from edge_sca.preprocess import PREPROCESS_VERSION
 from quantize.budgets import broken, check_budgets

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import platform
 import subprocess
 from pathlib import Path
 
 from edge_sca.config import REPO_ROOT
+from edge_sca.fileio import atomic_write_text
 
 
 def git_commit() -> str:
@@ -59,8 +59,5 @@ def now_iso() -> str:
 
 
 def write_json(path: Path, obj: dict) -> None:
-    """Write JSON atomically (temp file + rename), so a crash never leaves half a record."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=float) + "\n")
-    os.replace(tmp, path)
+    """Write JSON atomically (temp file, fsync, rename), so a crash never leaves half a record."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=float) + "\n")

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_sca.config import INPUT_SIZE, MODELS_DIR, TARGET_SENSITIVITY, model_stem
-from edge_sca.isic import load_isic_folder, sha256_file
+from edge_sca.fileio import sha256_file
+from edge_sca.isic import load_isic_folder
 from edge_sca.metrics import binary_metrics, threshold_for_sensitivity
 from quantize.data import Arrays, folder_hash, load_split, resize_batch
 from quantize.provenance import earlier_stages, git_commit, now_iso, tool_versions, write_json
