@@ -60,8 +60,8 @@ def thread_counts(spec: str, cores: int) -> list[int]:
 
 
 def parse_macs(items: list[str] | None) -> dict[str, int]:
-    """--macs b=216397056 (repeatable) on top of the measured defaults."""
-    table = dict(ratios.DEFAULT_MACS)
+    """--macs b=216397056 (repeatable): MACs per frame by architecture, for models whose files do not say."""
+    table: dict[str, int] = {}
     for item in items or []:
         name, _, value = item.partition("=")
         try:
@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--e2e-frames", type=int, help="end-to-end frames per int8 model after warm-up (default 100)")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end run")
     p.add_argument("--macs", action="append", metavar="NAME=N",
-                   help="MACs per frame for an architecture without 'macs' in its manifest (b, c, resnet50)")
+                   help="MACs per frame for an architecture whose manifest has no 'macs' (default: the training record "
+                        "beside the model, models/<stem>.json)")
     p.add_argument("--clock-ghz", type=float, help="core clock for the peak estimate, when cpuinfo's is wrong")
     p.add_argument("--no-plot", action="store_true", help="do not draw latency.png")
     add_common(p)

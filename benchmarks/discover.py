@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
+from edge_sca.config import REPO_ROOT, model_stem, parse_model_file
 from edge_sca.errors import ModelError
 from edge_sca.manifest import load_manifest, manifest_path
+from edge_sca.training_record import record_macs, record_path
 
 log = logging.getLogger(__name__)
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-_NAME = re.compile(r"^(?:cancernet_sca_(?P<arch>[a-z0-9]+)|(?P<base>resnet50))_(?P<variant>[a-z0-9]+)$")
 
 
 def find_models(models_dir: Path, only: list[str] | None = None) -> list[Path]:
@@ -34,11 +32,13 @@ def find_models(models_dir: Path, only: list[str] | None = None) -> list[Path]:
     return paths
 
 
-def identify(path: Path, macs_table: dict[str, int]) -> dict:
-    """Architecture, variant, threshold and MACs of a model: from its manifest, else from its file name."""
-    m = _NAME.match(path.stem)
-    arch = (m.group("arch") or m.group("base")) if m else path.stem
-    variant = m.group("variant") if m else "unknown"
+def identify(path: Path, macs_given: dict[str, int]) -> dict:
+    """Architecture, variant, threshold and MACs of a model: from its manifest, else from its file name.
+
+    MACs per frame come from the manifest, else from --macs, else from the training record beside the model
+    (`models/cancernet_sca_b.json`, which `quantize train` writes); None when none has them.
+    """
+    arch, variant = parse_model_file(path.stem) or (path.stem, "unknown")
     info = {"name": path.stem, "path": str(path), "architecture": arch, "variant": variant, "threshold": None,
             "macs": None, "macs_source": None}
     try:
@@ -50,9 +50,21 @@ def identify(path: Path, macs_table: dict[str, int]) -> dict:
                 threshold=data.get("threshold"))
     if data.get("macs"):
         info.update(macs=int(data["macs"]), macs_source="manifest")
-    elif info["architecture"] in macs_table:
-        info.update(macs=macs_table[info["architecture"]], macs_source="table (--macs)")
+    elif info["architecture"] in macs_given:
+        info.update(macs=macs_given[info["architecture"]], macs_source="--macs")
+    else:
+        info.update(_macs_from_record(path.with_name(model_stem(info["architecture"]) + ".keras")))
     return info
+
+
+def _macs_from_record(keras_path: Path) -> dict:
+    """{'macs', 'macs_source'} from the training record of `keras_path`, or nothing (a broken record is logged)."""
+    try:
+        macs = record_macs(keras_path)
+    except ModelError as exc:
+        log.warning("no MACs: %s", exc)
+        return {}
+    return {"macs": macs, "macs_source": f"training record {record_path(keras_path).name}"} if macs else {}
 
 
 def run_child(path: Path, threads: list[int], warmup: int, runs: int, max_s: float, min_runs: int,

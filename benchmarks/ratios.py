@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from benchmarks.machine import VectorUnit, peak_macs_per_s
 
-#: Multiply-accumulates per 224x224 frame, measured with quantize.architectures.count_macs (used when a manifest
-#: has no "macs" field; override with --macs NAME=N).
-DEFAULT_MACS = {"b": 216_397_056, "c": 204_194_848, "resnet50": 3_855_929_344}
 BASELINE = "resnet50"
 
 

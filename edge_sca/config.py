@@ -35,6 +35,16 @@ def model_stem(name: str) -> str:
     return "resnet50" if name == "resnet50" else f"cancernet_sca_{name}"
 
 
+def parse_model_file(stem: str) -> tuple[str, str] | None:
+    """`cancernet_sca_b_int8` -> ("b", "int8"): model name and variant of a converted model's file stem (the
+    inverse of `model_stem(name) + "_" + variant`); None for a stem of no known model."""
+    for name in MODEL_NAMES:
+        prefix = model_stem(name) + "_"
+        if stem.startswith(prefix) and len(stem) > len(prefix):
+            return name, stem[len(prefix):]
+    return None
+
+
 def isic_dir_candidates() -> list[Path]:
     """Where an ISIC folder is looked for when none is given, in order."""
     env = os.environ.get("ISIC_DIR")

@@ -6,7 +6,6 @@ dequantisation of the output, manifest check); .keras files through Keras on the
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from edge_sca.config import DEFAULT_THRESHOLD
 from edge_sca.errors import ModelError
 from edge_sca.metrics import binary_metrics
 from edge_sca.progress import Progress
+from edge_sca.training_record import record_threshold
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +31,6 @@ class Scorer:
     threshold: float
     threshold_source: str
     p_malignant: Callable[[np.ndarray], np.ndarray]
-
-
-def training_record(keras_path: Path) -> dict | None:
-    """The JSON record `quantize train` writes beside `<stem>.keras`, if there is one."""
-    record = keras_path.with_suffix(".json")
-    if not record.is_file():
-        return None
-    try:
-        return json.loads(record.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{record}: unreadable training record ({exc}); retrain or remove it") from exc
 
 
 def load_keras(path: Path):
@@ -76,11 +65,7 @@ def _keras_scorer(path: Path) -> Scorer:
     from quantize.train import predict_keras
 
     model = load_keras(path)
-    record = training_record(path)
-    if record and "threshold" in record:
-        threshold, source = float(record["threshold"]), f"training record {path.with_suffix('.json').name}"
-    else:
-        threshold, source = DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD} (no training record)"
+    threshold, source = record_threshold(path)
     return Scorer(path, "keras", threshold, source, lambda x: predict_keras(model, x))
 
 

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca.config import DEFAULT_THRESHOLD, INPUT_SIZE, REPO_ROOT, model_stem
+from edge_sca.config import INPUT_SIZE, REPO_ROOT, model_stem
 from edge_sca.errors import DataError, ModelError
 from edge_sca.fileio import sha256_file
 from edge_sca.isic import IsicFolder, load_isic_folder
+from edge_sca.training_record import record_macs, record_threshold
 from edge_sca.manifest import load_manifest, manifest_path
 from edge_sca.preprocess import PREPROCESS_VERSION
 from quantize.budgets import broken, check_budgets
@@ -151,6 +152,7 @@ class Job:
 
     def manifest_extra(self, variant: str) -> dict:
         return {"build_key": self.key(variant), "threshold_source": self.threshold_source,
+                "macs": record_macs(self.keras_path),  # the device benchmark's MACs (the bundle has no records)
                 "source_model": {"file": self.keras_path.name, "sha256": self.keras_sha},
                 "calibration": {"ids_sha256": ids_hash(self.calib.ids), "count": len(self.calib.ids),
                                 "counts": self.calib.counts(), "source": self.calib_source,
@@ -158,19 +160,12 @@ class Job:
 
 
 def prepare(name: str, isic_dir: str | Path, models_dir: Path, reports_dir: Path, options: QuantizeOptions) -> Job:
-    from quantize.evaluate import training_record
-
     keras_path = models_dir / f"{model_stem(name)}.keras"
     if not keras_path.is_file() and keras_path.with_suffix(".pb").is_file():
         keras_path = keras_path.with_suffix(".pb")  # an imported original checkpoint
     if not keras_path.is_file():
         raise ModelError(f"{keras_path}: no trained model; run `make train MODEL={name}` first (or --models-dir)")
-    record = training_record(keras_path) or {}
-    if "threshold" in record:
-        threshold, source = float(record["threshold"]), f"training record {keras_path.with_suffix('.json').name}"
-    else:
-        log.warning("%s: no training record with a threshold; using %s", keras_path, DEFAULT_THRESHOLD)
-        threshold, source = DEFAULT_THRESHOLD, "default (no training record)"
+    threshold, source = record_threshold(keras_path)
     folder = load_isic_folder(isic_dir, skip_bad=options.skip_bad)
     calib, calib_source = calibration_set(folder, options.calibration_size, options.skip_bad)
     log.info("%s: calibration set %d images (%s)", name, len(calib.ids), calib_source)

@@ -13,13 +13,16 @@ from pathlib import Path
 import pytest
 
 from benchmarks.device_bench import parse_macs, thread_counts
+from benchmarks.discover import identify
 from benchmarks.machine import clock_ghz, cpu_model, peak_macs_per_s, vector_unit
 from benchmarks.ratios import int8_speedup, versus_baseline
 from benchmarks.report import plot
-from edge_sca.config import REPO_ROOT
+from edge_sca.config import MODEL_NAMES, REPO_ROOT, model_stem, parse_model_file
 from edge_sca.errors import EdgeScaError
 
 SCRIPT = REPO_ROOT / "benchmarks" / "device_bench.py"
+#: CancerNet-SCa-B's multiply-accumulates per frame, as `quantize train` records them (models/cancernet_sca_b.json).
+B_MACS = json.loads((REPO_ROOT / "models" / "cancernet_sca_b.json").read_text())["macs"]
 
 X86_VNNI = """processor\t: 0
 vendor_id\t: AuthenticAMD
@@ -106,9 +109,29 @@ def test_thread_counts_and_macs_table():
     assert thread_counts("8", 4) == [4]
     with pytest.raises(EdgeScaError, match="--threads"):
         thread_counts("1,two", 4)
-    assert parse_macs(["b=1e6"])["b"] == 1_000_000 and parse_macs(None)["resnet50"] == 3_855_929_344
+    assert parse_macs(["b=1e6", "c=2"]) == {"b": 1_000_000, "c": 2} and parse_macs(None) == {}
     with pytest.raises(EdgeScaError, match="NAME=COUNT"):
         parse_macs(["b"])
+
+
+def test_model_file_names_round_trip():
+    for name in MODEL_NAMES:
+        for variant in ("float32", "int8", "int8_per_tensor"):
+            assert parse_model_file(f"{model_stem(name)}_{variant}") == (name, variant)
+    assert parse_model_file("cancernet_sca_b") is None and parse_model_file("mobilenet_int8") is None
+
+
+def test_model_names_and_macs_come_from_the_files(write_fake_model, tmp_path):
+    write_fake_model(tmp_path, "cancernet_sca_b_int8", b"x")
+    path = tmp_path / "cancernet_sca_b_int8.tflite"
+    info = identify(path, {})
+    assert (info["architecture"], info["variant"], info["macs"], info["macs_source"]) == ("b", "int8", None, None)
+    (tmp_path / "cancernet_sca_b.json").write_text(json.dumps({"macs": B_MACS}))
+    assert (identify(path, {})["macs"], identify(path, {})["macs_source"]) == (B_MACS, "training record "
+                                                                                         "cancernet_sca_b.json")
+    assert identify(path, {"b": 7})["macs"] == 7  # --macs wins over the record
+    (tmp_path / "cancernet_sca_b.json").write_text("{")
+    assert identify(path, {})["macs"] is None  # a broken record costs the MACs, not the benchmark
 
 
 def _fake(arch, variant, p50, size=1000, macs=100):
@@ -156,11 +179,13 @@ def _bench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 
 
 def _models_dir(random_models: dict, dst: Path, tamper: bool = False) -> Path:
+    """The random-weight models with their manifests and a training record that counts B's MACs."""
     dst.mkdir()
     for variant in ("float32", "int8"):
         src = random_models[variant]
         for p in (src, src.with_name(src.stem + ".manifest.json")):
             shutil.copy(p, dst / p.name)
+    (dst / "cancernet_sca_b.json").write_text(json.dumps({"model": "b", "macs": B_MACS}))
     if tamper:
         f = dst / random_models["float32"].name
         data = bytearray(f.read_bytes())
@@ -188,7 +213,8 @@ def test_quick_run_on_random_models(random_models, tiny_isic, tmp_path):
     for model in res["models"]:
         assert "error" not in model
         assert model["size_bytes"] > 100_000 and model["load_ms"] > 0 and model["first_invoke_ms"] > 0
-        assert model["memory"]["model_peak_mib"] > 0 and model["macs"] == 216_397_056
+        assert model["memory"]["model_peak_mib"] > 0 and model["macs"] == B_MACS
+        assert model["macs_source"] == "training record cancernet_sca_b.json"
         assert set(model["latency"]) == {str(t) for t in res["settings"]["threads"]}
         for t, s in model["latency"].items():
             assert _ordered(s) and s["fps"] > 0 and s["n"] >= 5 and len(s["samples_ms"]) == s["n"]
