@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any
 
-from firmware_bridge import protocol as P
+from firmware_bridge import protocol
 from firmware_bridge.errors import BoardLost, LinkError
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ DEFAULT_RETRIES = 2
 #: An ACK "busy" is retried this many times, after BUSY_BACKOFF_S doubling each time (about 1.5 s in all).
 BUSY_RETRIES = 5
 BUSY_BACKOFF_S = 0.05
-ACK_BUSY = P.ACK_STATUS.index("busy")
+ACK_BUSY = protocol.ACK_STATUS.index("busy")
 #: An idle board is pinged after LIVENESS_S without a frame from it, with a short timeout and one retry, so one
 #: that stops answering is noticed within LIVENESS_S + (1 + LIVENESS_RETRIES) * LIVENESS_TIMEOUT_S = 1.6 s.
 LIVENESS_S = 1.0
@@ -41,7 +41,7 @@ EVENT_QUEUE_MAX = 8
 #: How often a wait for an event looks whether the link was lost.
 EVENT_POLL_S = 0.05
 
-Event = tuple[float, P.Message]  # (time.monotonic() on arrival, the message)
+Event = tuple[float, protocol.Message]  # (time.monotonic() on arrival, the message)
 
 
 class ScannerLink:
@@ -51,14 +51,14 @@ class ScannerLink:
                  retries: int = DEFAULT_RETRIES, serial_factory: Any = None, busy_retries: int = BUSY_RETRIES) -> None:
         self.port, self.timeout_s, self.retries, self.busy_retries = port, timeout_s, retries, busy_retries
         self._serial = _open_serial(port, baudrate, serial_factory)
-        self.decoder = P.StreamDecoder()
+        self.decoder = protocol.StreamDecoder()
         self.events: queue.Queue[Event] = queue.Queue(maxsize=EVENT_QUEUE_MAX)
         self.retried = self.busy_retried = self.events_dropped = 0
         self.last_rx = time.monotonic()
         self.lost_reason: str | None = None
         self._lost = threading.Event()
         self._seq = 0
-        self._pending: dict[int, P.Message | None] = {}
+        self._pending: dict[int, protocol.Message | None] = {}
         self._cond = threading.Condition()
         self._write_lock = threading.Lock()
         self._request_lock = threading.Lock()
@@ -96,14 +96,14 @@ class ScannerLink:
         if self._lost.is_set():
             raise BoardLost(f"{self.lost_reason}; is the board still plugged in?")
 
-    def _dispatch(self, msg: P.Message) -> None:
-        if msg.type in P.EVENTS:
+    def _dispatch(self, msg: protocol.Message) -> None:
+        if msg.type in protocol.EVENTS:
             try:
                 self.events.put_nowait((time.monotonic(), msg))
             except queue.Full:
                 self.events_dropped += 1
             return
-        if msg.type not in P.RESPONSES:
+        if msg.type not in protocol.RESPONSES:
             self.decoder.rejected["unexpected"] += 1
             return
         with self._cond:
@@ -114,14 +114,14 @@ class ScannerLink:
                 self.decoder.rejected["unmatched"] += 1
 
     # --- requests -----------------------------------------------------------------------------------------
-    def request(self, mtype: P.MsgType, payload: bytes = b"", timeout_s: float | None = None,
-                retries: int | None = None) -> P.Message:
+    def request(self, mtype: protocol.MsgType, payload: bytes = b"", timeout_s: float | None = None,
+                retries: int | None = None) -> protocol.Message:
         """Send a request and return its response. BoardLost when the board does not answer after 1 + retries
         tries, stays busy, or its port failed; LinkError when it refuses the request."""
         for busy in range(self.busy_retries + 1):
             reply = self._exchange(mtype, payload, self.timeout_s if timeout_s is None else timeout_s,
                                    self.retries if retries is None else retries)
-            if reply.type == P.MsgType.ACK and reply.payload[0] == ACK_BUSY:
+            if reply.type == protocol.MsgType.ACK and reply.payload[0] == ACK_BUSY:
                 if busy < self.busy_retries:
                     self.busy_retried += 1
                     log.debug("board busy for %s, retry %d", mtype.name, busy + 1)
@@ -131,13 +131,13 @@ class ScannerLink:
         raise BoardLost(f"the board on {self.port} stayed busy for {mtype.name} after {self.busy_retries + 1} tries; "
                         "reopening it")
 
-    def _exchange(self, mtype: P.MsgType, payload: bytes, timeout_s: float, retries: int) -> P.Message:
+    def _exchange(self, mtype: protocol.MsgType, payload: bytes, timeout_s: float, retries: int) -> protocol.Message:
         """One request (a fresh seq) with its retries; the reply, whatever it says."""
         self._check_lost()
         with self._request_lock:
             self._seq = (self._seq + 1) & 0xFFFF
             seq = self._seq
-            frame = P.encode_frame(P.Message(mtype, seq, payload))
+            frame = protocol.encode_frame(protocol.Message(mtype, seq, payload))
             with self._cond:
                 self._pending[seq] = None
             try:
@@ -170,32 +170,32 @@ class ScannerLink:
                 raise BoardLost(f"cannot write to serial port {self.port}: {exc}; is the board still plugged in?") \
                     from exc
 
-    def _check_reply(self, mtype: P.MsgType, reply: P.Message) -> P.Message:
-        expected = P.REPLY_TO[mtype]
+    def _check_reply(self, mtype: protocol.MsgType, reply: protocol.Message) -> protocol.Message:
+        expected = protocol.REPLY_TO[mtype]
         if reply.type != expected:
             raise LinkError(f"the board answered {mtype.name} with {reply.type.name}, expected {expected.name}; "
                             f"is its firmware current?")
-        if reply.type == P.MsgType.ACK and reply.payload[0] != 0:
-            raise LinkError(f"the board refused {mtype.name}: {P.ACK_STATUS[reply.payload[0]]}")
+        if reply.type == protocol.MsgType.ACK and reply.payload[0] != 0:
+            raise LinkError(f"the board refused {mtype.name}: {protocol.ACK_STATUS[reply.payload[0]]}")
         return reply
 
     # --- typed calls --------------------------------------------------------------------------------------
     def ping(self, timeout_s: float | None = None, retries: int | None = None) -> dict:
         """The board's protocol and firmware version; LinkError if it speaks another protocol version."""
-        info = P.parse_version(self.request(P.MsgType.PING, timeout_s=timeout_s, retries=retries).payload)
-        if info["protocol"] != P.PROTOCOL_VERSION:
-            raise LinkError(f"the board speaks protocol {info['protocol']}, this runtime {P.PROTOCOL_VERSION}; "
+        info = protocol.parse_version(self.request(protocol.MsgType.PING, timeout_s=timeout_s, retries=retries).payload)
+        if info["protocol"] != protocol.PROTOCOL_VERSION:
+            raise LinkError(f"the board speaks protocol {info['protocol']}, this runtime {protocol.PROTOCOL_VERSION}; "
                             f"update the board's firmware or this bundle")
         return info
 
     def set_illumination(self, mode: str, intensity: int) -> None:
-        self.request(P.MsgType.SET_ILLUM, P.illum_payload(mode, intensity))
+        self.request(protocol.MsgType.SET_ILLUM, protocol.illum_payload(mode, intensity))
 
     def show_result(self, decision: str, p_malignant: float | None, reason: str = "") -> None:
-        self.request(P.MsgType.SHOW_RESULT, P.result_payload(decision, p_malignant, reason))
+        self.request(protocol.MsgType.SHOW_RESULT, protocol.result_payload(decision, p_malignant, reason))
 
     def set_status_led(self, state: str) -> None:
-        self.request(P.MsgType.STATUS_LED, P.led_payload(state))
+        self.request(protocol.MsgType.STATUS_LED, protocol.led_payload(state))
 
     def wait_event(self, timeout_s: float | None) -> Event | None:
         """The next (arrival time, event), None after timeout_s; BoardLost as soon as the link is lost."""

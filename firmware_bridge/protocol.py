@@ -24,6 +24,7 @@ The parser rejects (and a StreamDecoder counts, per reason) anything else: see R
 
 from __future__ import annotations
 
+import binascii
 import enum
 import struct
 from collections import Counter
@@ -79,25 +80,10 @@ class Message:
 
 # --- CRC and COBS ---------------------------------------------------------------------------------------------
 
-def _crc_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-        table.append(crc & 0xFFFF)
-    return table
-
-
-_CRC_TABLE = _crc_table()
-
-
 def crc16_ccitt_false(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor."""
-    crc = 0xFFFF
-    for b in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[((crc >> 8) ^ b) & 0xFF]
-    return crc
+    """CRC-16/CCITT-FALSE: poly 0x1021, init 0xFFFF, no reflection, no final xor (the standard library's
+    CRC-CCITT, `binascii.crc_hqx`, started at 0xFFFF)."""
+    return binascii.crc_hqx(data, 0xFFFF)
 
 
 def cobs_encode(data: bytes) -> bytes:

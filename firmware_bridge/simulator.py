@@ -16,13 +16,13 @@ import threading
 import tty
 from pathlib import Path
 
-from firmware_bridge import protocol as P
+from firmware_bridge import protocol
 
 log = logging.getLogger(__name__)
 
 FIRMWARE = (1, 0, 0)
 BOARD_NAME = "sca-dermoscope-sim"
-ACK_OK, ACK_BUSY = b"\x00", bytes([P.ACK_STATUS.index("busy")])
+ACK_OK, ACK_BUSY = b"\x00", bytes([protocol.ACK_STATUS.index("busy")])
 
 
 class BoardSimulator:
@@ -35,11 +35,11 @@ class BoardSimulator:
         self.master: int | None = None
         self._slave: int | None = None
         self.pty = ""
-        self.decoder = P.StreamDecoder()
+        self.decoder = protocol.StreamDecoder()
         self.illumination: tuple[str, int] = ("off", 0)
         self.led = "off"
         self.display: tuple[str, float | None, str] | None = None
-        self.requests: list[P.Message] = []
+        self.requests: list[protocol.Message] = []
         self.drop_replies = 0
         self.corrupt_replies = 0
         self.busy_replies = 0
@@ -64,7 +64,7 @@ class BoardSimulator:
         tty.setraw(slave)
         with self._lock:
             self.master, self._slave, self.pty = master, slave, os.ttyname(slave)
-            self.decoder = P.StreamDecoder()
+            self.decoder = protocol.StreamDecoder()
         if self.link_path:
             tmp = self.link_path.with_name(self.link_path.name + ".tmp")
             tmp.unlink(missing_ok=True)
@@ -112,35 +112,36 @@ class BoardSimulator:
             for msg in self.decoder.feed(data):
                 self._handle(msg)
 
-    def _handle(self, msg: P.Message) -> None:
+    def _handle(self, msg: protocol.Message) -> None:
         with self._lock:
             self.requests.append(msg)
-            if msg.type not in P.REQUESTS or self.silent:
+            if msg.type not in protocol.REQUESTS or self.silent:
                 return
             reply = self._answer(msg)
             if self.drop_replies:
                 self.drop_replies -= 1
                 log.debug("sim: dropping reply to seq %d", msg.seq)
                 return
-            frame = P.encode_frame(reply)
+            frame = protocol.encode_frame(reply)
             if self.corrupt_replies:
                 self.corrupt_replies -= 1
                 frame = bytes([frame[0], frame[1] ^ 0x5A]) + frame[2:]  # a flipped byte: fails CRC or COBS
         self._write(frame)
 
-    def _answer(self, msg: P.Message) -> P.Message:
-        if msg.type == P.MsgType.PING:
-            return P.Message(P.MsgType.VERSION, msg.seq, P.version_payload(self.firmware, self.board))
+    def _answer(self, msg: protocol.Message) -> protocol.Message:
+        if msg.type == protocol.MsgType.PING:
+            return protocol.Message(protocol.MsgType.VERSION, msg.seq,
+                                    protocol.version_payload(self.firmware, self.board))
         if self.busy_replies:
             self.busy_replies -= 1
-            return P.Message(P.MsgType.ACK, msg.seq, ACK_BUSY)
-        if msg.type == P.MsgType.SET_ILLUM:
-            self.illumination = P.parse_illum(msg.payload)
-        elif msg.type == P.MsgType.SHOW_RESULT:
-            self.display = P.parse_result(msg.payload)
-        elif msg.type == P.MsgType.STATUS_LED:
-            self.led = P.LED_STATES[msg.payload[0]]
-        return P.Message(P.MsgType.ACK, msg.seq, ACK_OK)
+            return protocol.Message(protocol.MsgType.ACK, msg.seq, ACK_BUSY)
+        if msg.type == protocol.MsgType.SET_ILLUM:
+            self.illumination = protocol.parse_illum(msg.payload)
+        elif msg.type == protocol.MsgType.SHOW_RESULT:
+            self.display = protocol.parse_result(msg.payload)
+        elif msg.type == protocol.MsgType.STATUS_LED:
+            self.led = protocol.LED_STATES[msg.payload[0]]
+        return protocol.Message(protocol.MsgType.ACK, msg.seq, ACK_OK)
 
     def _write(self, data: bytes) -> None:
         master = self.master
@@ -156,7 +157,7 @@ class BoardSimulator:
         with self._lock:
             self.presses += 1
             self._event_seq = (self._event_seq + 1) & 0xFFFF
-            frame = P.encode_frame(P.Message(P.MsgType.TRIGGER, self._event_seq,
+            frame = protocol.encode_frame(protocol.Message(protocol.MsgType.TRIGGER, self._event_seq,
                                              (self.presses & 0xFFFF).to_bytes(2, "little")))
         self._write(frame)
 

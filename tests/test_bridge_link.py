@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from edge_sca.errors import ControllerLost, ExitStatus
-from firmware_bridge import protocol as P
+from firmware_bridge import protocol
 from firmware_bridge.errors import BoardLost, LinkError
 from firmware_bridge.link import EVENT_QUEUE_MAX, ScannerLink, open_controller
 from firmware_bridge.simulator import BoardSimulator
@@ -86,7 +86,7 @@ def test_busy_ack_is_retried(link, sim):
 
 
 def test_refused_request_raises(link, sim, monkeypatch):
-    monkeypatch.setattr(sim, "_answer", lambda msg: P.Message(P.MsgType.ACK, msg.seq, b"\x01"))
+    monkeypatch.setattr(sim, "_answer", lambda msg: protocol.Message(protocol.MsgType.ACK, msg.seq, b"\x01"))
     with pytest.raises(LinkError, match="refused SET_ILLUM: bad argument"):
         link.set_illumination("off", 0)
 

@@ -15,7 +15,7 @@ import pytest
 
 from edge_sca import config
 from edge_sca.sdnotify import Notifier
-from firmware_bridge import protocol as P
+from firmware_bridge import protocol
 from firmware_bridge.simulator import BoardSimulator
 
 
@@ -79,10 +79,11 @@ def test_scanner_loop_under_systemd_survives_a_lost_board(random_models, notify_
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             _wait(lambda: messages.extend(_drain(sock)) or any("READY=1" in m for m in messages), 90, "no READY")
-            assert sim.led == "ready" and any(m.type == P.MsgType.PING for m in sim.requests)  # board opened first
+            # the board is opened first
+            assert sim.led == "ready" and any(m.type == protocol.MsgType.PING for m in sim.requests)
             sim.press_trigger()
             _wait(lambda: sim.display is not None, 20, "no result shown")
-            illum = [P.parse_illum(m.payload)[0] for m in sim.requests if m.type == P.MsgType.SET_ILLUM]
+            illum = [protocol.parse_illum(m.payload)[0] for m in sim.requests if m.type == protocol.MsgType.SET_ILLUM]
             assert illum[:2] == ["polarised", "off"]  # lit for the capture only
 
             sim.unplug()
