@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca.config import CLASS_NAMES, DEFAULT_THRESHOLD, INPUT_SIZE
+from edge_sca.config import DEFAULT_THRESHOLD
 from edge_sca.errors import ModelError
 from edge_sca.fileio import atomic_write_text
 from edge_sca.manifest_schema import MANIFEST_FORMAT, REQUIRED_KEYS, check_manifest, manifest_path
@@ -62,14 +62,6 @@ class Manifest:
     @property
     def threshold(self) -> float:
         return float(self.data.get("threshold", DEFAULT_THRESHOLD))
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.data.get("class_names", CLASS_NAMES))
-
-    @property
-    def input_size(self) -> int:
-        return int(self.data["input"].get("size", INPUT_SIZE))
 
     @property
     def reference_vectors(self) -> list[dict]:

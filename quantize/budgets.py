@@ -1,6 +1,6 @@
 """The int8 drift budgets `make quantize` enforces, in one place, and the check that applies them.
 
-Numbers from issue 4: the int8 model must agree with the float32 model on at least 99% of the test split,
+The limits: the int8 model must agree with the float32 model on at least 99% of the test split,
 move malignant sensitivity by at most 1 percentage point, and be at most 30% of the float32 file's size.
 """
 

@@ -131,15 +131,6 @@ def name_io(tflite_bytes: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def io_names(tflite_bytes: bytes) -> tuple[str, str]:
-    """The (input, output) tensor names the interpreter reports."""
-    from edge_sca.interpreter import interpreter_class
-
-    cls, _ = interpreter_class()
-    interp = cls(model_content=tflite_bytes)
-    return interp.get_input_details()[0]["name"], interp.get_output_details()[0]["name"]
-
-
 def check_int8_input(tflite_bytes: bytes, io: str = "int8") -> None:
     """The int8 input must be pixel - 128 (uint8: the pixel itself); anything else breaks the device contract."""
     from edge_sca.interpreter import interpreter_class

@@ -94,6 +94,18 @@ def random_models(tiny_isic: Path, tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def io_names():
+    """io_names(tflite_bytes) -> the (input, output) tensor names the device's interpreter reports."""
+    from edge_sca.interpreter import interpreter_class
+
+    def names(tflite_bytes: bytes) -> tuple[str, str]:
+        interp = interpreter_class()[0](model_content=tflite_bytes)
+        return interp.get_input_details()[0]["name"], interp.get_output_details()[0]["name"]
+
+    return names
+
+
+@pytest.fixture(scope="session")
 def write_fake_model():
     """write(folder, stem, data): a .tflite file of arbitrary bytes with a manifest whose sha256 matches, for
     tests of bundling and flashing, which check manifests and hashes but never run the model."""

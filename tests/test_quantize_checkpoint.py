@@ -55,11 +55,11 @@ def test_imported_graph_runs_in_inference_mode(imported):
     assert not np.allclose(expected, 0.5)  # the learning-phase branch (all 0.5) was not taken
 
 
-def test_imported_graph_converts_to_named_int8_and_float32(imported):
+def test_imported_graph_converts_to_named_int8_and_float32(imported, io_names):
     from edge_sca.interpreter import interpreter_class
     from edge_sca.preprocess import to_float
     from quantize.checkpoint import load_frozen
-    from quantize.convert import convert, io_names, tensor_types_and_ops
+    from quantize.convert import convert, tensor_types_and_ops
 
     out, pixels, expected = imported
     fn = load_frozen(out)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from quantize.convert import convert, io_names, tensor_types_and_ops
+from quantize.convert import convert, tensor_types_and_ops
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def small():
     return keras.Model(inputs, outputs), calib
 
 
-def test_random_models_carry_the_checkpoint_tensor_names(random_models):
+def test_random_models_carry_the_checkpoint_tensor_names(random_models, io_names):
     from edge_sca.interpreter import interpreter_class
 
     for variant in ("float32", "int8"):
@@ -30,7 +30,7 @@ def test_random_models_carry_the_checkpoint_tensor_names(random_models):
         assert interp.get_signature_list() == {"serving_default": {"inputs": ["input_1"], "outputs": ["probs"]}}
 
 
-def test_layer_errors_rank_layers_and_keep_float_leaves_them_in_float(small):
+def test_layer_errors_rank_layers_and_keep_float_leaves_them_in_float(small, io_names):
     from quantize.convert import check_int8_input
     from quantize.debug import layer_errors, worst_layers
 

@@ -38,9 +38,8 @@ def converted(trained, tiny_isic, tmp_path_factory):
     return {"models": trained, "reports": reports, "args": args, "rc": rc, "rows": json.loads(out), "err": err}
 
 
-def test_convert_writes_named_int8_and_float32_models_with_manifests(converted):
+def test_convert_writes_named_int8_and_float32_models_with_manifests(converted, io_names):
     from edge_sca.interpreter import TFLiteModel
-    from quantize.convert import io_names
 
     record = json.loads((converted["models"] / "cancernet_sca_b.json").read_text())
     for variant in ("float32", "int8"):
@@ -50,6 +49,7 @@ def test_convert_writes_named_int8_and_float32_models_with_manifests(converted):
         m = model.manifest.data
         assert m["threshold"] == pytest.approx(record["threshold"]) and "training record" in m["threshold_source"]
         assert m["calibration"]["count"] == 6 and len(m["calibration"]["ids_sha256"]) == 64
+        assert m["macs"] == record["macs"] > 0  # the device benchmark reads MACs from here
         assert m["calibration"]["source"] == "metadata calibration column"
         assert m["tool_versions"]["tensorflow"] and m["build_key"]
         assert set(m["metrics"]) >= {"keras", "float32", "int8", "int8_vs_float32"}
