@@ -1,4 +1,5 @@
-"""Accuracy and int8 drift on a labelled ISIC folder: each int8 model against its float32 twin, image by image."""
+"""Accuracy and int8 drift on a labelled ISIC folder: each int8 model against its float32 twin, image by image,
+both at the int8 manifest's threshold (edge_sca.drift.compare_outputs)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sca.drift import compare_outputs
 from edge_sca.errors import DataError, ImageError
 from edge_sca.interpreter import TFLiteModel
 from edge_sca.isic import Record, load_isic_folder
@@ -58,20 +60,17 @@ def p_malignant(path: str, pixels: np.ndarray, threads: int) -> tuple[np.ndarray
     return model.p_malignant(pixels), model.threshold
 
 
-def compare(labels: np.ndarray, p_float: np.ndarray, t_float: float, p_int8: np.ndarray, t_int8: float) -> dict:
-    """Metrics of both at their manifest thresholds, decision agreement, flips by direction, |delta p|."""
-    d_float, d_int8 = p_float >= t_float, p_int8 >= t_int8
-    delta = np.abs(p_int8 - p_float)
-    flips = d_float != d_int8
+def compare(labels: np.ndarray, p_float: np.ndarray, p_int8: np.ndarray, threshold: float) -> dict:
+    """Metrics of both at one threshold (the int8 manifest's: the device's decision), agreement, flips, |delta p|."""
+    s = compare_outputs(p_float, p_int8, threshold, labels)
     return {
-        "float32": binary_metrics(labels, p_float, t_float), "int8": binary_metrics(labels, p_int8, t_int8),
-        "agreement": float(np.mean(~flips)),
-        "flips": {"benign_to_malignant": int(np.sum(~d_float & d_int8)),
-                  "malignant_to_benign": int(np.sum(d_float & ~d_int8)),
-                  "now_wrong": int(np.sum(flips & (d_int8 != labels.astype(bool)))),
-                  "now_right": int(np.sum(flips & (d_int8 == labels.astype(bool))))},
-        "mean_abs_delta_p": float(delta.mean()), "p95_abs_delta_p": float(np.percentile(delta, 95)),
-        "max_abs_delta_p": float(delta.max()),
+        "threshold": s.threshold,
+        "float32": binary_metrics(labels, p_float, threshold), "int8": binary_metrics(labels, p_int8, threshold),
+        "agreement": s.agreement,
+        "flips": {"benign_to_malignant": s.benign_to_malignant, "malignant_to_benign": s.malignant_to_benign,
+                  "now_wrong": s.now_wrong, "now_right": s.now_right},
+        "mean_abs_delta_p": s.mean_abs_delta_p, "p95_abs_delta_p": s.p95_abs_delta_p,
+        "max_abs_delta_p": s.max_abs_delta_p,
     }
 
 
@@ -86,7 +85,8 @@ def accuracy_report(models: list[dict], isic_dir: Path, split: str, limit: int |
         log.info("accuracy of %s on %d %s images", arch, len(labels), split)
         probs = {v: p_malignant(m["path"], pixels, threads) for v, m in by_variant.items()}
         if "float32" in probs and "int8" in probs:
-            out["models"][arch] = compare(labels, *probs["float32"], *probs["int8"])
+            (p_float, _), (p_int8, threshold) = probs["float32"], probs["int8"]
+            out["models"][arch] = compare(labels, p_float, p_int8, threshold)
         else:
             out["models"][arch] = {v: binary_metrics(labels, p, t) for v, (p, t) in probs.items()}
     return out

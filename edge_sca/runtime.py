@@ -126,8 +126,7 @@ class Runtime:
                      probs, self.threshold, quality.measures)
         if p is not None and self.drift is not None and self.drift.due():
             t5 = time.perf_counter()
-            d.shadow_p_malignant = float(self.shadow.predict(pixels)[0, config.MALIGNANT])
-            self.drift.update(p, d.shadow_p_malignant)
+            d.shadow_p_malignant = self.drift.shadow_p(pixels, p)
             timings["shadow_ms"] = _ms(t5, time.perf_counter())
         self._record(d, frame)
         return d

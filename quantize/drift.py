@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sca.config import CLASS_NAMES
+from edge_sca.drift import DriftSummary, compare_outputs
 from edge_sca.metrics import binary_metrics
 from quantize.budgets import BUDGETS, broken, check_budgets
 from quantize.data import Arrays
@@ -20,12 +21,11 @@ from quantize.evaluate import load_scorer
 log = logging.getLogger(__name__)
 
 
-def flips(ids: list[str], y: np.ndarray, p_ref: np.ndarray, p_new: np.ndarray, threshold: float) -> dict:
+def flips(ids: list[str], y: np.ndarray, p_ref: np.ndarray, p_new: np.ndarray, s: DriftSummary) -> dict:
     """Decisions that change from the reference (float32) to the new (int8) model, by direction."""
-    ref, new = p_ref >= threshold, p_new >= threshold
     m2b = [{"id": ids[i], "label": CLASS_NAMES[int(y[i])], "p_float32": float(p_ref[i]), "p_int8": float(p_new[i])}
-           for i in np.flatnonzero(ref & ~new)]
-    return {"benign_to_malignant": int((~ref & new).sum()), "malignant_to_benign": len(m2b),
+           for i in s.malignant_to_benign_index]
+    return {"benign_to_malignant": s.benign_to_malignant, "malignant_to_benign": s.malignant_to_benign,
             "malignant_to_benign_images": m2b}
 
 
@@ -34,8 +34,8 @@ def compare(probs: dict[str, np.ndarray], data: Arrays, threshold: float, sizes:
     y = np.asarray(data.y)
     metrics = {name: binary_metrics(y, p, threshold) for name, p in probs.items()}
     p_f, p_q = probs["float32"], probs["int8"]
-    delta = np.abs(p_q - p_f)
-    agreement = float(np.mean((p_f >= threshold) == (p_q >= threshold)))
+    s = compare_outputs(p_f, p_q, threshold)
+    agreement = s.agreement
     d_sens = metrics["int8"]["sensitivity"] - metrics["float32"]["sensitivity"]
     size_ratio = sizes["int8"] / sizes["float32"]
     budgets = check_budgets(agreement, d_sens, size_ratio)
@@ -43,8 +43,8 @@ def compare(probs: dict[str, np.ndarray], data: Arrays, threshold: float, sizes:
         "threshold": float(threshold), "n": int(len(y)), "counts": data.counts(), "metrics": metrics,
         "int8_vs_float32": {"agreement": agreement, "delta_sensitivity": d_sens,
                             "delta_specificity": metrics["int8"]["specificity"] - metrics["float32"]["specificity"],
-                            "mean_abs_delta_p": float(delta.mean()), "max_abs_delta_p": float(delta.max()),
-                            **flips(data.ids, y, p_f, p_q, threshold)},
+                            "mean_abs_delta_p": s.mean_abs_delta_p, "max_abs_delta_p": s.max_abs_delta_p,
+                            **flips(data.ids, y, p_f, p_q, s)},
         "sizes_bytes": sizes, "size_ratio_int8_float32": size_ratio,
         "budgets": {"limits": BUDGETS, "results": [b.as_dict() for b in budgets],
                     "ok": not broken(budgets)},
@@ -53,9 +53,9 @@ def compare(probs: dict[str, np.ndarray], data: Arrays, threshold: float, sizes:
         result["float32_vs_keras_max_abs_delta_p"] = float(np.abs(p_f - probs["keras"]).max())
     for name, p in probs.items():
         if name not in ("keras", "float32", "int8"):
+            other = compare_outputs(p_f, p, threshold)
             result.setdefault("other_variants", {})[name] = {
-                "agreement_with_float32": float(np.mean((p_f >= threshold) == (p >= threshold))),
-                "max_abs_delta_p": float(np.abs(p - p_f).max())}
+                "agreement_with_float32": other.agreement, "max_abs_delta_p": other.max_abs_delta_p}
     return result
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_sca.drift import DriftMonitor
+from edge_sca.drift import DriftMonitor, compare_outputs
 from edge_sca.latency import LatencyStats
 
 
@@ -38,3 +38,17 @@ def test_drift_running_stats_match_batch():
     assert s["n"] == 200 and s["mean_abs_delta"] == pytest.approx(delta.mean())
     assert s["std_abs_delta"] == pytest.approx(delta.std()) and s["max_abs_delta"] == pytest.approx(delta.max())
     assert s["agreement"] == pytest.approx(np.mean((a >= 0.5) == (b >= 0.5)))
+
+
+def test_compare_outputs_decides_both_models_at_one_threshold():
+    p_float = np.array([0.9, 0.9, 0.1, 0.1, 0.30, 0.6])
+    p_int8 = np.array([0.9, 0.2, 0.1, 0.7, 0.31, 0.6])
+    labels = np.array([1, 1, 0, 0, 1, 0])
+    s = compare_outputs(p_float, p_int8, 0.3, labels)
+    # image 1 flips malignant -> benign (now wrong), image 3 benign -> malignant (now wrong); 0.30 vs 0.31 both >= 0.3
+    assert (s.n, s.benign_to_malignant, s.malignant_to_benign, s.malignant_to_benign_index) == (6, 1, 1, (1,))
+    assert s.agreement == pytest.approx(4 / 6) and (s.now_wrong, s.now_right) == (2, 0)
+    assert s.max_abs_delta_p == pytest.approx(0.7) and s.mean_abs_delta_p == pytest.approx(1.31 / 6)
+    assert compare_outputs(p_float, p_int8, 0.95).agreement == 1.0 and s.to_dict()["threshold"] == 0.3
+    with pytest.raises(ValueError, match="equal, non-empty"):
+        compare_outputs(p_float, p_int8[:3], 0.5)
