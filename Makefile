@@ -7,7 +7,7 @@ EPOCHS    ?= 30
 ARGS      ?=
 STAMP     := .venv/.setup-stamp
 
-.PHONY: help setup test train evaluate quantize bench bundle flash rollback keygen unit-security clean
+.PHONY: help setup test lint train evaluate quantize bench bundle flash rollback keygen unit-security clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -23,6 +23,10 @@ $(STAMP): requirements/workstation.txt pyproject.toml
 
 test: setup  ## run the test suite (ISIC tests skip without an ISIC folder, and fail under CI without one)
 	$(PY) -m pytest -q $(ARGS)
+
+lint: setup  ## ruff (style, imports, likely bugs) and mypy (types) over the code; not yet part of `make test`
+	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 train: setup  ## train MODEL=b|c|resnet50 on ISIC_DIR for EPOCHS epochs (ARGS for more options, e.g. --resume)
 	$(PY) -m quantize train --model $(MODEL) --isic-dir $(ISIC_DIR) --epochs $(EPOCHS) $(ARGS)
