@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sca.config import INPUT_SIZE, MODELS_DIR, TARGET_SENSITIVITY, model_stem
-from edge_sca.fileio import sha256_file
+from edge_sca.fileio import atomic_path, sha256_file
 from edge_sca.isic import load_isic_folder
 from edge_sca.metrics import binary_metrics, threshold_for_sensitivity
 from quantize.data import Arrays, folder_hash, load_split, resize_batch
@@ -275,9 +275,8 @@ def _cache_for(arrays: Arrays) -> dict:
 
 
 def _save_checkpoint(cfg: TrainConfig, state: TrainState, model, paths) -> None:
-    tmp = paths["last"].with_suffix(".tmp.keras")
-    model.save(tmp)
-    tmp.replace(paths["last"])
+    with atomic_path(paths["last"], suffix=".keras") as tmp:
+        model.save(tmp)
     write_json(paths["state"], {"config": asdict(cfg), "state": asdict(state)})
 
 
@@ -294,9 +293,8 @@ def _finalize(cfg: TrainConfig, state: TrainState, folder, val: Arrays, train: A
     test = load_split(folder, "test", skip_bad=cfg.skip_bad, limit=cfg.limit)
     metrics = {"val": binary_metrics(val.y, p_val, threshold),
                "test": binary_metrics(test.y, predict_keras(model, test.x), threshold)}
-    tmp = paths["model"].with_suffix(".tmp.keras")
-    model.save(tmp)
-    tmp.replace(paths["model"])
+    with atomic_path(paths["model"], suffix=".keras") as tmp:
+        model.save(tmp)
     record = {
         "artifact": paths["model"].name, "model": cfg.model, "created": now_iso(), "git_commit": git_commit(),
         "data": {"isic_dir": str(Path(cfg.isic_dir).resolve()), "data_hash": folder_hash(folder),
