@@ -7,14 +7,14 @@ EPOCHS    ?= 30
 ARGS      ?=
 STAMP     := .venv/.setup-stamp
 
-.PHONY: help setup test lint train evaluate quantize bench bundle flash rollback keygen unit-security clean
+.PHONY: help setup test lint train evaluate quantize bench bundle flash rollback keygen unit-security clean lock wheelhouse pi-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
 
 setup: $(STAMP)  ## create .venv with the pinned workstation environment (quick when nothing changed)
 
-$(STAMP): requirements/workstation.txt pyproject.toml
+$(STAMP): requirements/workstation.txt requirements/device.in pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements/workstation.txt
@@ -45,16 +45,24 @@ bench:  ## time every model in models/ on this machine (ARGS=--quick for a short
 
 KEY        ?= keys/bundle-signing.key
 MODELS_DIR ?= models
+DIST       ?= dist
+PI_TARGET  ?= bookworm
 TARGET      = $(if $(HOST),--host $(HOST)) $(if $(ROOT),--root $(ROOT))
 
 keygen: setup  ## make the Ed25519 bundle-signing key pair (KEY and its .pub); never overwrites an existing key
 	$(PY) -m firmware_bridge keygen --key $(KEY) $(ARGS)
 
-bundle: setup  ## pack MODELS_DIR's models, edge_sca and the deploy files into dist/cancernet-sca-<version>.tar.gz, signed with KEY
-	$(PY) -m firmware_bridge bundle --models $(MODELS_DIR) --key $(KEY) --out-dir dist $(ARGS)
+lock: setup  ## compile requirements/device.in into requirements/device-<tag>.lock (aarch64 wheels, hashes) per Pi OS release
+	$(PY) -m pi_target lock
+
+wheelhouse: setup  ## download the locked aarch64 wheels into data/wheelhouse/ (cached; the bundle carries them)
+	$(PY) -m pi_target wheelhouse
+
+bundle: setup wheelhouse  ## pack MODELS_DIR's models, edge_sca, the wheelhouse and the deploy files into DIST/cancernet-sca-<version>.tar.gz, signed with KEY
+	$(PY) -m firmware_bridge bundle --models $(MODELS_DIR) --key $(KEY) --out-dir $(DIST) $(ARGS)
 
 flash: setup  ## install the newest dist/ bundle on HOST=user@scanner (verified there, self-test, kept only if it comes up) or ROOT=/mounted/rootfs
-	$(PY) -m firmware_bridge flash $(TARGET) --dist dist --public-key $(basename $(KEY)).pub $(ARGS)
+	$(PY) -m firmware_bridge flash $(TARGET) --dist $(DIST) --public-key $(basename $(KEY)).pub $(ARGS)
 
 rollback: setup  ## make the previous release current again on HOST=user@scanner or ROOT=/mounted/rootfs
 	$(PY) -m firmware_bridge rollback $(TARGET) $(ARGS)
@@ -64,3 +72,6 @@ unit-security:  ## rate the scanner's systemd unit (needs systemd-analyze) into 
 	systemd-analyze --version | head -1 > reports/deploy/unit-security.txt
 	systemd-analyze security --offline=true firmware_bridge/deploy/cancernet-sca.service >> reports/deploy/unit-security.txt
 	tail -1 reports/deploy/unit-security.txt
+
+pi-check: setup  ## the scanner in a box: emulated Raspberry Pi OS (PI_TARGET=bookworm|trixie), flash, install, self-test, replay, bench, Arm parity
+	$(PY) -m pi_target check --target $(PI_TARGET) $(ARGS)

@@ -178,11 +178,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _load_notes(machine: dict) -> list[str]:
+    notes = []
+    if machine.get("emulated"):
+        notes.append(f"EMULATED ({machine['emulated']}): these timings measure an emulator on another CPU, not "
+                     "the device; they are NOT device figures. Run the benchmark on the scanner itself")
     load = (machine.get("load_average") or [0.0])[0]
     if load > 0.5 * machine["cores"]:
-        return [f"the machine was busy (1-minute load {load:.1f} on {machine['cores']} cores): absolute times are "
-                "pessimistic and noisy; the ratios, measured in the same run, hold better"]
-    return []
+        notes.append(f"the machine was busy (1-minute load {load:.1f} on {machine['cores']} cores): absolute times are "
+                     "pessimistic and noisy; the ratios, measured in the same run, hold better")
+    return notes
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -145,8 +145,25 @@ def machine_info(cpuinfo: str | None = None, clock_override: float | None = None
         "os": f"{platform.system()} {platform.release()}", "os_pretty": _os_pretty(),
         "python": sys.version.split()[0], "numpy": np.__version__,
         "litert": _version("ai-edge-litert"), "opencv": _version("opencv-python-headless") or _version("opencv-python"),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "load_average": _load_average(), "emulated": emulation(text),
     }
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return list(os.getloadavg())
+    except (AttributeError, OSError):  # no /proc (a chroot) or no such call
+        return None
+
+
+def emulation(cpuinfo: str) -> str | None:
+    """How this process is emulated (qemu-user sets QEMU_CPU / QEMU_LD_PREFIX for its guest; the emulated Pi
+    target's cpuinfo says so too), or None on real hardware: emulated timings are not device figures."""
+    for var in ("QEMU_CPU", "QEMU_LD_PREFIX"):
+        if os.environ.get(var):
+            return f"qemu-user ({var}={os.environ[var]})"
+    m = re.search(r"emulated by ([^)\n]+)", cpuinfo)
+    return m.group(1).strip() if m else None
 
 
 def _os_pretty() -> str | None:

@@ -93,8 +93,11 @@ def accuracy_table(acc: dict) -> list[str]:
 
 def markdown(result: dict) -> str:
     """The whole report as Markdown (what is printed and written to bench.md)."""
-    out = [f"# Benchmark: {result['machine']['hostname']}", "", machine_line(result["machine"]), "",
-           f"Settings: {result['settings_line']}", "", "## Models", ""]
+    out = [f"# Benchmark: {result['machine']['hostname']}", ""]
+    if result["machine"].get("emulated"):
+        out += [f"> **Emulated ({result['machine']['emulated']}): these timings are not device figures.** They "
+                "measure an emulator on another CPU; run the benchmark on the scanner itself.", ""]
+    out += [machine_line(result["machine"]), "", f"Settings: {result['settings_line']}", "", "## Models", ""]
     out += models_table(result["models"])
     out += ["", "## Single-frame latency (model only, after warm-up)", ""]
     out += latency_table(result["models"], result["ratios"])

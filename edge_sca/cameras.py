@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,43 @@ def _check_rgb(rgb: np.ndarray, name: str) -> np.ndarray:
 # --- picamera2 -------------------------------------------------------------------------------------------------
 
 
+def import_picamera2() -> type:
+    """picamera2's Picamera2 class, or CameraError in one line naming the cause and the fix. It comes from apt with
+    compiled helpers built against the system numpy, so besides "not installed" the usual failure is a numpy in
+    the venv that shadows apt's ("numpy.dtype size changed", or NumPy 2's "compiled using NumPy 1.x")."""
+    try:
+        from picamera2 import Picamera2  # type: ignore[import-not-found]
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] != "picamera2":
+            raise CameraError(f"picamera2 is installed but its dependency {exc.name} is missing: "
+                              "`sudo apt install --reinstall python3-picamera2`") from exc
+        raise CameraError("picamera2 is not installed: `sudo apt install python3-picamera2` and create the venv "
+                          "with --system-site-packages (install.sh does), or use --camera opencv:0") from exc
+    except Exception as exc:  # any failure inside apt's stack gets the one-line answer
+        cause = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".strip()
+        if _numpy_mismatch(exc):
+            raise CameraError(f"picamera2 cannot import ({cause}): {_numpy_fix()}") from exc
+        raise CameraError(f"picamera2 cannot import ({cause}); check `python3 -c 'import picamera2'` outside the "
+                          "venv and `sudo apt install --reinstall python3-picamera2`") from exc
+    return Picamera2
+
+
+def _numpy_fix() -> str:
+    """What to do when apt's compiled camera helpers and the imported numpy disagree."""
+    if np.__file__.startswith(sys.prefix) and sys.prefix != sys.base_prefix:
+        return (f"numpy {np.__version__} in the venv {sys.prefix} shadows apt's, which picamera2 is built against; "
+                f"remove it (`{sys.prefix}/bin/pip uninstall numpy`) or rebuild the venv with the bundle's "
+                "install.sh, which never installs numpy (docs/pi-target.md)")
+    return (f"apt's numpy {np.__version__} and picamera2 disagree; `sudo apt full-upgrade` so both come from the "
+            "same Raspberry Pi OS release")
+
+
+def _numpy_mismatch(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(s in text for s in ("dtype size changed", "binary incompatibility", "compiled using NumPy",
+                                   "numpy.core.multiarray failed to import", "_ARRAY_API not found"))
+
+
 class PiCamera2Camera(Camera):
     """The Raspberry Pi camera through picamera2 (imported only here, so other hosts never need it).
 
@@ -138,11 +176,7 @@ class PiCamera2Camera(Camera):
 
     def __init__(self, size: tuple[int, int] = (1280, 960), timeout_s: float = 2.0, camera_num: int = 0, **kw):
         super().__init__(**kw)
-        try:
-            from picamera2 import Picamera2  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise CameraError("picamera2 is not installed: `sudo apt install python3-picamera2` and create the venv "
-                              "with --system-site-packages, or use --camera opencv:0") from exc
+        Picamera2 = import_picamera2()
         self.timeout_s = timeout_s
         try:
             self.cam = Picamera2(camera_num)

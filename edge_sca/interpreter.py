@@ -40,7 +40,7 @@ def interpreter_class() -> tuple[type, str]:
 
         return tf.lite.Interpreter, "tf.lite"
     except ImportError as exc:
-        raise ModelError("no TFLite runtime found: `pip install ai-edge-litert` (see requirements/device.txt)") from exc
+        raise ModelError("no TFLite runtime found: `pip install ai-edge-litert` (see requirements/device.in)") from exc
 
 
 class TFLiteModel:

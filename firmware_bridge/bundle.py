@@ -9,7 +9,8 @@ before it reads anything else):
     edge_sca/**.py              the runtime
     benchmarks/*.py             the on-device benchmark (`python benchmarks/device_bench.py` in the release)
     firmware_bridge/...         the serial link for `edge_sca run --bridge`, and the scanner-side installer
-    requirements/device.txt, systemd/cancernet-sca.service, config/edge_sca.env, install.sh
+    requirements/device.in + device-<tag>.lock, wheelhouse/<tag>/*.whl   the device environment (wheelhouse.py)
+    systemd/cancernet-sca.service, config/edge_sca.env, install.sh
 
 Making a bundle streams every file (hashing, then packing), so its size costs no memory. Verification lives in
 archive.py, shared with the scanner: `verify` here runs exactly the check the scanner runs at install.
@@ -30,7 +31,7 @@ from edge_sca.config import REPO_ROOT
 from edge_sca.errors import ModelError
 from edge_sca.fileio import sha256_file
 from edge_sca.manifest_schema import manifest_path
-from firmware_bridge import signing
+from firmware_bridge import signing, wheelhouse
 from firmware_bridge.archive import (
     BUNDLE_FORMAT,
     COMPATIBLE_RE,
@@ -47,6 +48,10 @@ from firmware_bridge.archive import (
 from firmware_bridge.errors import BundleError
 
 log = logging.getLogger(__name__)
+
+#: Bundles carry the wheelhouse unless told not to; the test suite turns this off (tests/conftest.py), so its
+#: many small bundles never pack tens of MB of wheels. `make pi-check` bundles the real one.
+WITH_WHEELS_DEFAULT = True
 
 __all__ = ["INDEX", "SIGNATURE", "BundleInfo", "check_member_name", "collect_files", "make_bundle",
            "verify_bundle"]
@@ -91,8 +96,9 @@ def default_version(repo_root: Path = REPO_ROOT) -> str:
     return f"{package_version(repo_root)}+{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
 
 
-def collect_files(models_dir: Path, repo_root: Path = REPO_ROOT) -> dict[str, Path]:
-    """Archive path -> source file for everything the bundle carries; BundleError when no model qualifies."""
+def collect_files(models_dir: Path, repo_root: Path = REPO_ROOT, with_wheels: bool = True) -> dict[str, Path]:
+    """Archive path -> source file for everything the bundle carries; BundleError when no model qualifies.
+    `with_wheels=False` leaves the wheelhouse out (test bundles: install.sh then refuses to build a venv)."""
     files: dict[str, Path] = {}
     for name in _model_files(models_dir):
         files[f"models/{name}"] = models_dir / name
@@ -103,7 +109,7 @@ def collect_files(models_dir: Path, repo_root: Path = REPO_ROOT) -> dict[str, Pa
         files[src.relative_to(repo_root).as_posix()] = src
     for name in BRIDGE_FILES:
         files[f"firmware_bridge/{name}"] = repo_root / "firmware_bridge" / name
-    files["requirements/device.txt"] = repo_root / "requirements" / "device.txt"
+    files.update(wheelhouse.bundle_files(with_wheels, repo_root / "requirements", repo_root / "data" / "wheelhouse"))
     for arc, src in DEPLOY_FILES.items():
         files[arc] = DEPLOY_DIR / src
     missing = [str(p) for p in files.values() if not p.is_file()]
@@ -136,14 +142,17 @@ def _model_files(models_dir: Path) -> list[str]:
 
 
 def make_bundle(models_dir: str | Path, key: str | Path, out_dir: str | Path = "dist", version: str | None = None,
-                repo_root: Path = REPO_ROOT, compatible: str = DEFAULT_COMPATIBLE) -> BundleInfo:
-    """Collect, hash, sign and pack: writes OUT_DIR/cancernet-sca-VERSION.tar.gz (index and signature first)."""
+                repo_root: Path = REPO_ROOT, compatible: str = DEFAULT_COMPATIBLE,
+                with_wheels: bool | None = None) -> BundleInfo:
+    """Collect, hash, sign and pack: writes OUT_DIR/cancernet-sca-VERSION.tar.gz (index and signature first).
+    WITH_WHEELS (default WITH_WHEELS_DEFAULT: yes) packs the aarch64 wheelhouse."""
+    with_wheels = WITH_WHEELS_DEFAULT if with_wheels is None else with_wheels
     version = version or default_version(repo_root)
     if not VERSION_RE.match(version):
         raise BundleError(f"version {version!r} may hold only letters, digits and . _ + - (max 64)")
     if not COMPATIBLE_RE.match(compatible):
         raise BundleError(f"compatible {compatible!r} should be device-kind/architecture, e.g. {DEFAULT_COMPATIBLE}")
-    files = collect_files(Path(models_dir), repo_root)
+    files = collect_files(Path(models_dir), repo_root, with_wheels)
     entries: dict[str, dict[str, Any]] = {arc: {"sha256": sha256_file(src), "size": src.stat().st_size}
                                           for arc, src in sorted(files.items())}
     index = {"format": BUNDLE_FORMAT, "name": "cancernet-sca", "version": version, "compatible": compatible,

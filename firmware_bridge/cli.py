@@ -29,7 +29,8 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_bundle(args: argparse.Namespace) -> int:
     from firmware_bridge.bundle import make_bundle
 
-    info = make_bundle(args.models, args.key, args.out_dir, args.version, compatible=args.compatible)
+    info = make_bundle(args.models, args.key, args.out_dir, args.version, compatible=args.compatible,
+                       with_wheels=not args.no_wheelhouse)
     emit(info.to_dict(), args.json, lambda r: (
         f"{r['path']}: version {r['version']} for {r['compatible']}, {r['files']} files ({r['bytes'] / 1e6:.1f} MB), "
         f"models: {', '.join(m.split('/')[-1] for m in r['models'])}; signed with {args.key}"))
@@ -171,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--compatible", default=DEFAULT_COMPATIBLE,
                    help=f"device kind/architecture the bundle is for (default {DEFAULT_COMPATIBLE}); a scanner "
                    "refuses any other")
+    s.add_argument("--no-wheelhouse", action="store_true", help=(
+        "leave out the aarch64 wheels (data/wheelhouse, `make wheelhouse`): a small bundle for tests, whose "
+        "install.sh cannot build the device venv"))
     add_common(s)
     s.set_defaults(func=cmd_bundle)
 

@@ -246,7 +246,7 @@ def _open_serial(port: str, baudrate: int, factory: Any) -> Any:
     try:
         import serial
     except ImportError as exc:
-        raise LinkError("pyserial is not installed; `pip install -r requirements/device.txt`") from exc
+        raise LinkError("pyserial is not installed; `pip install -r requirements/device.in`") from exc
     try:
         return (factory or serial.Serial)(port, baudrate=baudrate, timeout=0.05, write_timeout=1.0)
     except (serial.SerialException, OSError, ValueError) as exc:

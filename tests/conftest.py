@@ -22,6 +22,15 @@ def _find_isic() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def _bundles_without_wheelhouse(monkeypatch):
+    """Test bundles leave out the aarch64 wheelhouse (tens of MB, data/wheelhouse); a test that wants it passes
+    with_wheels=True, and `make pi-check` packs and installs the real one."""
+    from firmware_bridge import bundle
+
+    monkeypatch.setattr(bundle, "WITH_WHEELS_DEFAULT", False)
+
+
 @pytest.fixture(scope="session")
 def isic_dir() -> Path:
     """The real ISIC folder; CI must have it, a fresh clone without it skips these tests."""

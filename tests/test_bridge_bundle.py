@@ -39,7 +39,7 @@ def models(tmp_path, write_fake_model):
 
 @pytest.fixture
 def bundle(tmp_path, keys, models):
-    return make_bundle(models, keys[0], tmp_path / "dist", version="1.2.3-test")
+    return make_bundle(models, keys[0], tmp_path / "dist", version="1.2.3-test", with_wheels=False)
 
 
 def test_keygen_modes_and_refuses_to_overwrite(keys):
@@ -66,8 +66,8 @@ def test_bundle_contents_and_verify(bundle, keys):
     names = set(info.index.files)
     for needed in ("models/cancernet_sca_b_int8.manifest.json", "edge_sca/__init__.py", "edge_sca/preprocess.py",
                    "firmware_bridge/link.py", "firmware_bridge/protocol.py", "firmware_bridge/releases.py",
-                   "firmware_bridge/scanner_cli.py", "requirements/device.txt", "systemd/cancernet-sca.service",
-                   "config/edge_sca.env", "install.sh", "benchmarks/device_bench.py"):
+                   "firmware_bridge/scanner_cli.py", "requirements/device.in", "requirements/device-cp311.lock",
+                   "systemd/cancernet-sca.service", "config/edge_sca.env", "install.sh", "benchmarks/device_bench.py"):
         assert needed in names
     assert "models/orphan.tflite" not in names
     assert not any("__pycache__" in n or n.startswith("quantize/") for n in names)
@@ -97,14 +97,14 @@ def test_installed_release_runs_the_benchmark(bundle, keys, tmp_path):
 
 def test_no_models_and_bad_manifest_hash(tmp_path, keys, write_fake_model):
     with pytest.raises(BundleError, match="no .tflite model with a manifest"):
-        make_bundle(tmp_path, keys[0], tmp_path / "dist")
+        make_bundle(tmp_path, keys[0], tmp_path / "dist", with_wheels=False)
     d = tmp_path / "m"
     write_fake_model(d, "x_int8", b"abc")
     (d / "x_int8.tflite").write_bytes(b"abd")
     with pytest.raises(BundleError, match="does not match its manifest"):
-        make_bundle(d, keys[0], tmp_path / "dist")
+        make_bundle(d, keys[0], tmp_path / "dist", with_wheels=False)
     with pytest.raises(BundleError, match="may hold only"):
-        make_bundle(d, keys[0], tmp_path / "dist", version="../1")
+        make_bundle(d, keys[0], tmp_path / "dist", version="../1", with_wheels=False)
 
 
 # --- tampering: rebuild the archive with one change -------------------------------------------------------------
@@ -246,7 +246,7 @@ def test_verification_streams_in_bounded_memory(tmp_path, keys, write_fake_model
         with open(models / f"{stem}.tflite", "wb") as f:
             f.truncate(size)  # sparse: zeros without the disk
         write_fake_model.manifest(models, stem, zero_sha)
-    made = make_bundle(models, keys[0], tmp_path / "dist", version="9.0")
+    made = make_bundle(models, keys[0], tmp_path / "dist", version="9.0", with_wheels=False)
     assert made.index.total_bytes > 2 * size
     root = tmp_path / "root"
     (root / "etc/cancernet-sca").mkdir(parents=True)

@@ -218,3 +218,30 @@ def test_replay_plain_folder_and_bad_specs(tmp_path, scene):
     with open_camera(f"replay:{tmp_path}") as cam:
         first = cam.read()
     assert first.source_id == "a" and first.label is None
+
+
+def _broken_picamera2(monkeypatch, tmp_path, body: str) -> None:
+    """A picamera2 package on sys.path whose import fails the way BODY makes it."""
+    pkg = tmp_path / "broken" / "picamera2"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(body)
+    monkeypatch.delitem(sys.modules, "picamera2", raising=False)
+    monkeypatch.syspath_prepend(str(pkg.parent))
+
+
+@pytest.mark.parametrize("body, cause, fix", [
+    ("raise ValueError('numpy.dtype size changed, may indicate binary incompatibility. Expected 96 from C header, "
+     "got 88 from PyObject')", "ValueError: numpy.dtype size changed", "apt"),
+    ("raise ImportError('A module that was compiled using NumPy 1.x cannot be run in NumPy 2.0.0')",
+     "compiled using NumPy 1.x", "apt"),
+    ("import libcamera_not_here", "dependency libcamera_not_here is missing", "apt install --reinstall"),
+    ("raise RuntimeError('libcamera: no IPA module')", "RuntimeError: libcamera: no IPA module", "apt install"),
+])
+def test_picamera2_import_failure_is_one_clear_line(monkeypatch, tmp_path, body, cause, fix):
+    """apt's picamera2 failing to import for any reason (the numpy-2-in-the-venv case above all) is one line that
+    names the cause and the fix, never a traceback."""
+    _broken_picamera2(monkeypatch, tmp_path, body)
+    with pytest.raises(CameraError) as err:
+        open_camera("picamera2")
+    msg = str(err.value)
+    assert "\n" not in msg and cause in msg and fix in msg, msg

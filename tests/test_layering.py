@@ -9,7 +9,7 @@ SCRIPT = r"""
 import importlib, pkgutil, sys
 class Block:
     def find_spec(self, name, path=None, target=None):
-        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'quantize'):
+        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras', 'quantize', 'pi_target'):
             raise ImportError(f'{name} is not allowed in edge_sca')
 sys.meta_path.insert(0, Block())
 import edge_sca

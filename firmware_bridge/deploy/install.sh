@@ -2,7 +2,7 @@
 # Prepare one unpacked CancerNet-SCa release on the scanner (flash runs it before the self-test; it never
 # switches the `current` link). Idempotent: safe to run again.
 #   sh install.sh [--prefix /opt/cancernet-sca] [--no-venv] [--no-system]
-#   --no-venv     do not create / update PREFIX/venv (it must already hold the device requirements)
+#   --no-venv     do not create / update PREFIX/venv (it must already hold the locked device environment)
 #   --no-system   do not touch /etc or systemd (no user, unit or config); for tests and unprivileged trials
 set -eu
 umask 022  # explicit modes below; nothing this script makes is group- or world-writable, whatever the caller's umask
@@ -20,15 +20,40 @@ done
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 if [ "$VENV" = 1 ]; then
-  if [ ! -x "$PREFIX/venv/bin/python" ]; then
-    # --system-site-packages: picamera2 comes from Raspberry Pi OS (apt install python3-picamera2)
-    python3 -m venv --system-site-packages "$PREFIX/venv"
+  # The device venv: Raspberry Pi OS's python3 with --system-site-packages, so apt's numpy and picamera2 (built
+  # against that numpy) stay the ones imported; it adds only the locked wheels, offline from the bundle's
+  # wheelhouse, and never a numpy of its own. It is rebuilt from scratch when the lock changes (the old one is
+  # kept aside and restored if the new one fails). See docs/pi-target.md.
+  VENV_DIR="$PREFIX/venv"
+  TAG=$(python3 -c 'import sys; print("cp%d%d" % sys.version_info[:2])') || {
+    echo "install.sh: python3 is missing: sudo apt install python3-venv python3-numpy" >&2; exit 1; }
+  LOCK="$HERE/requirements/device-$TAG.lock"
+  WHEELS="$HERE/wheelhouse/$TAG"
+  if [ ! -f "$LOCK" ]; then
+    echo "install.sh: this bundle has no lock for Python $TAG (it has: $(cd "$HERE/requirements" && ls device-*.lock 2>/dev/null | tr '\n' ' ')); add the target to pi_target/targets.py and run make lock" >&2
+    exit 1
   fi
-  STAMP="$PREFIX/venv/.requirements.sha256"
-  WANT=$(sha256sum "$HERE/requirements/device.txt" | cut -d' ' -f1)
-  if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
-    "$PREFIX/venv/bin/python" -m pip install -q -r "$HERE/requirements/device.txt"
-    echo "$WANT" > "$STAMP"
+  WANT=$(sha256sum "$LOCK" | cut -d' ' -f1)
+  STAMP="$VENV_DIR/.lock.sha256"
+  if [ ! -x "$VENV_DIR/bin/python" ] || [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+    if [ ! -d "$WHEELS" ]; then
+      echo "install.sh: this bundle carries no wheelhouse for $TAG (built with --no-wheelhouse); rebuild it with make bundle" >&2
+      exit 1
+    fi
+    rm -rf "$VENV_DIR.previous"
+    [ -d "$VENV_DIR" ] && mv "$VENV_DIR" "$VENV_DIR.previous"
+    if python3 -m venv --system-site-packages "$VENV_DIR" \
+       && "$VENV_DIR/bin/python" -m pip install -q --no-index --require-hashes --no-deps --find-links "$WHEELS" -r "$LOCK" \
+       && "$VENV_DIR/bin/python" -m pip check \
+       && "$VENV_DIR/bin/python" -c 'import numpy, sys; sys.exit(numpy.__file__.startswith(sys.prefix))'; then
+      echo "$WANT" > "$STAMP"
+      rm -rf "$VENV_DIR.previous"
+    else
+      echo "install.sh: the device venv could not be built offline from $WHEELS (a dependency missing above needs apt: sudo apt install python3-numpy python3-venv); the previous venv is kept" >&2
+      rm -rf "$VENV_DIR"
+      [ -d "$VENV_DIR.previous" ] && mv "$VENV_DIR.previous" "$VENV_DIR"
+      exit 1
+    fi
   fi
 fi
 

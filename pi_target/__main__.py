@@ -1,0 +1,5 @@
+import sys
+
+from pi_target.cli import main
+
+sys.exit(main())
