@@ -132,7 +132,7 @@ def import_picamera2() -> type:
     compiled helpers built against the system numpy, so besides "not installed" the usual failure is a numpy in
     the venv that shadows apt's ("numpy.dtype size changed", or NumPy 2's "compiled using NumPy 1.x")."""
     try:
-        from picamera2 import Picamera2  # type: ignore[import-not-found]
+        from picamera2 import Picamera2
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] != "picamera2":
             raise CameraError(f"picamera2 is installed but its dependency {exc.name} is missing: "

@@ -110,8 +110,8 @@ def collect_files(models_dir: Path, repo_root: Path = REPO_ROOT, with_wheels: bo
     for name in BRIDGE_FILES:
         files[f"firmware_bridge/{name}"] = repo_root / "firmware_bridge" / name
     files.update(wheelhouse.bundle_files(with_wheels, repo_root / "requirements", repo_root / "data" / "wheelhouse"))
-    for arc, src in DEPLOY_FILES.items():
-        files[arc] = DEPLOY_DIR / src
+    for arc, name in DEPLOY_FILES.items():
+        files[arc] = DEPLOY_DIR / name
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
         raise BundleError(f"cannot bundle, missing: {', '.join(missing)}")

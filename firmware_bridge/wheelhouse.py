@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_sca.config import REPO_ROOT
-from edge_sca.isic import sha256_file
+from edge_sca.fileio import sha256_file
 from firmware_bridge.errors import BundleError
 
 REQUIREMENTS_DIR = REPO_ROOT / "requirements"

@@ -148,7 +148,8 @@ def _run_check(opts: CheckOptions) -> dict:
 
 def _emulator() -> dict:
     ensure_emulator(install=True)
-    version = subprocess.run([str(QEMU), "--version"], capture_output=True, text=True, check=False).stdout.splitlines()[0]
+    out = subprocess.run([str(QEMU), "--version"], capture_output=True, text=True, check=False).stdout
+    version = out.splitlines()[0] if out else "unknown"
     return {"qemu": version}
 
 
@@ -173,7 +174,8 @@ def _make(*args: str) -> str:
     """A make target as the user runs it (without the variables of the `make pi-check` that started us, and
     without redoing `make setup`, which that make already did: -o takes its stamp as current)."""
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "ARGS")}
-    done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.setup-stamp", *args], cwd=config.REPO_ROOT, capture_output=True,
+    done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.setup-stamp", *args], cwd=config.REPO_ROOT,
+                          capture_output=True,
                           text=True, env=env, check=False)
     if done.returncode != 0:
         raise PiTargetError(f"make {' '.join(args)} failed:\n" + "\n".join(
@@ -218,8 +220,8 @@ def _environment(root: Path, target: Target, cpu: Cpu) -> dict:
     return {"environment": env}
 
 
-FAKE_PICAMERA2 = """\"\"\"Stands in for apt's picamera2: it imports its compiled numpy helper first, as picamera2 imports
-simplejpeg, then finds no camera (there is none in the emulator).\"\"\"
+FAKE_PICAMERA2 = """\"\"\"Stands in for apt's picamera2: it imports its compiled numpy helper first, as picamera2
+imports simplejpeg, then finds no camera (there is none in the emulator).\"\"\"
 import {module}  # noqa: F401
 
 
@@ -404,7 +406,8 @@ def _summary(st: dict) -> str:
         return (f"{st['lock']}: {len(st['wheels'])} wheels, {st['megabytes']} MB, hashes match: "
                 + ", ".join(f"{k} {v}" for k, v in st["wheels"].items()))
     if "bench" in st:
-        return f"{st['bench']['models']} models, report {Path(st['bench']['report']).name} (emulated: not device figures)"
+        name = Path(st["bench"]["report"]).name
+        return f"{st['bench']['models']} models, report {name} (emulated: not device figures)"
     if "camera_stack" in st:
         c = st["camera_stack"]
         if not c["control_wheel"]:
@@ -440,8 +443,10 @@ def run_parity_only(opts: CheckOptions, report_path: Path) -> dict:
 def merge_parity(report: dict, new: dict, step: dict) -> None:
     """Put parity NEW into REPORT: its CPUs replace the report's entries for them, the others stay."""
     old = report.get("parity") or {}
-    if old and (old["images"] != new["images"] or
-                {k: v["sha256"] for k, v in old["models"].items()} != {k: v["sha256"] for k, v in new["models"].items()}):
+    def shas(p: dict) -> dict[str, str]:
+        return {k: v["sha256"] for k, v in p["models"].items()}
+
+    if old and (old["images"] != new["images"] or shas(old) != shas(new)):
         raise PiTargetError("the report's parity was measured on other images or models; run `make pi-check`")
     merged = {**new, "cpus": {**old.get("cpus", {}), **new["cpus"]}}
     merged["passed"] = all(r["passed"] for c in merged["cpus"].values() for r in c["models"].values())

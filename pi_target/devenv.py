@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edge_sca.isic import sha256_file
+from edge_sca.fileio import sha256_file
 from firmware_bridge.wheelhouse import DEVICE_IN, WHEELHOUSE_DIR, Lock, check_wheels, lock_path, normalise, read_lock
 from pi_target.errors import PiTargetError
 from pi_target.targets import Target

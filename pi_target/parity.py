@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sca import config
+from edge_sca.drift import compare_outputs
 from edge_sca.interpreter import TFLiteModel
 from edge_sca.isic import Record, load_isic_folder
 from edge_sca.preprocess import load_preprocessed
@@ -77,14 +78,15 @@ def guest_probs(root: Path, python: str, release: str, models: list[str], pixels
 
 
 def compare(p_x86: np.ndarray, p_arm: np.ndarray, threshold: float, bound: float = config.SELFTEST_MAX_DELTA) -> dict:
-    """max / mean |delta p(malignant)| and decision flips (either way) at THRESHOLD."""
+    """max / mean |delta p(malignant)| and decision flips at THRESHOLD (edge_sca.drift.compare_outputs, x86 as the
+    reference), plus how many outputs are bit-identical and whether the worst stays within BOUND."""
     a, b = p_x86[:, config.MALIGNANT], p_arm[:, config.MALIGNANT]
-    delta = np.abs(a - b)
-    flips = (a >= threshold) != (b >= threshold)
-    return {"n": len(a), "max_abs_delta_p": float(delta.max()), "mean_abs_delta_p": float(delta.mean()),
-            "identical": int((delta == 0).sum()), "flips": int(flips.sum()),
-            "flipped_indices": np.flatnonzero(flips).tolist(), "threshold": float(threshold),
-            "bound": bound, "passed": bool(delta.max() <= bound)}
+    s = compare_outputs(a, b, threshold)
+    flipped = (a >= threshold) != (b >= threshold)
+    return {"n": s.n, "max_abs_delta_p": s.max_abs_delta_p, "mean_abs_delta_p": s.mean_abs_delta_p,
+            "identical": int(np.sum(a == b)), "flips": s.benign_to_malignant + s.malignant_to_benign,
+            "malignant_to_benign": s.malignant_to_benign, "flipped_indices": np.flatnonzero(flipped).tolist(),
+            "threshold": float(threshold), "bound": bound, "passed": bool(s.max_abs_delta_p <= bound)}
 
 
 def run_parity(root: Path, python: str, release: str, models_dir: Path, isic_dir: Path, n: int, cpus: list[Cpu],
@@ -114,8 +116,8 @@ def run_parity(root: Path, python: str, release: str, models_dir: Path, isic_dir
             if not group or k == 0:
                 continue
             log.info("parity on %s: %d %s models x %d images under emulation", cpu.qemu, len(group), kind, k)
-            arm, info = guest_probs(root, python, release, [f"{release}/models/{m.name}" for m in group], pixels[:k], cpu,
-                                    workers)
+            arm, info = guest_probs(root, python, release, [f"{release}/models/{m.name}" for m in group],
+                                    pixels[:k], cpu, workers)
             cpu_out["numpy"] = info["numpy"]
             for m in group:
                 cpu_out["models"][m.name] = {**compare(x86[m.name][:k], arm[m.name], result["models"][m.name][

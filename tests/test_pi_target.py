@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from edge_sca import config
-from edge_sca.isic import sha256_file
+from edge_sca.fileio import sha256_file
 from firmware_bridge.errors import BundleError
 from firmware_bridge.wheelhouse import DEVICE_IN, bundle_files, locks, normalise, read_lock
 from pi_target.targets import CPUS, REPORT_DIR, TARGETS
