@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import subprocess
 import time
@@ -44,8 +45,10 @@ def host_probs(models: list[Path], pixels: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def guest_probs(root: Path, python: str, release: str, models: list[str], pixels: np.ndarray, cpu: Cpu, workers: int,
-                work: str = "/tmp/pi-check/parity", timeout_s: float = 3600.0) -> tuple[dict[str, np.ndarray], dict]:
-    """p of every model under emulation, the images split over WORKERS concurrent guest processes."""
+                work: str | None = None, timeout_s: float = 3600.0) -> tuple[dict[str, np.ndarray], dict]:
+    """p of every model under emulation, the images split over WORKERS concurrent guest processes (in a work
+    folder of this process's own under the root's /tmp)."""
+    work = work or f"/tmp/pi-check/parity-{os.getpid()}"
     reason = why_unavailable(root)
     if reason:
         raise EmulatorUnavailable(reason)
