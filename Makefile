@@ -59,7 +59,7 @@ wheelhouse: setup  ## download the locked aarch64 wheels into data/wheelhouse/ (
 	$(PY) -m pi_target wheelhouse
 
 bundle: setup wheelhouse  ## pack MODELS_DIR's models, edge_sca, the wheelhouse and the deploy files into DIST/cancernet-sca-<version>.tar.gz, signed with KEY
-	$(PY) -m firmware_bridge bundle --models $(MODELS_DIR) --key $(KEY) --out-dir $(DIST) $(ARGS)
+	$(PY) -m firmware_bridge bundle --models-dir $(MODELS_DIR) --key $(KEY) --out-dir $(DIST) $(ARGS)
 
 flash: setup  ## install the newest dist/ bundle on HOST=user@scanner (verified there, self-test, kept only if it comes up) or ROOT=/mounted/rootfs
 	$(PY) -m firmware_bridge flash $(TARGET) --dist $(DIST) --public-key $(basename $(KEY)).pub $(ARGS)

@@ -29,7 +29,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_bundle(args: argparse.Namespace) -> int:
     from firmware_bridge.bundle import make_bundle
 
-    info = make_bundle(args.models, args.key, args.out_dir, args.version, compatible=args.compatible,
+    info = make_bundle(args.models_dir, args.key, args.out_dir, args.version, compatible=args.compatible,
                        with_wheels=not args.no_wheelhouse)
     emit(info.to_dict(), args.json, lambda r: (
         f"{r['path']}: version {r['version']} for {r['compatible']}, {r['files']} files ({r['bytes'] / 1e6:.1f} MB), "
@@ -164,7 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_keygen)
 
     s = sub.add_parser("bundle", help="pack models, runtime and deploy files into one signed tar.gz")
-    s.add_argument("--models", default="models", help="folder of .tflite models with manifests")
+    s.add_argument("--models-dir", "--models", dest="models_dir", default="models",
+                   help="folder of .tflite models with manifests (--models: the old spelling)")
     s.add_argument("--key", default=str(DEFAULT_KEY), help="Ed25519 private key to sign with")
     s.add_argument("--out-dir", default="dist")
     s.add_argument("--version", help="bundle version (default: pyproject version + UTC time); scanners refuse an "

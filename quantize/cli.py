@@ -152,7 +152,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     data = load_split(folder, args.split, skip_bad=args.skip_bad)
     result, probs = measure(paths, data)
     result.update(model=args.model, split=args.split, isic_dir=str(folder.root))
-    out = Path(args.out) if args.out else Path(args.reports_dir) / args.model / f"{folder.root.name}-{args.split}"
+    out = Path(args.out_dir) if args.out_dir else Path(args.reports_dir) / args.model / f"{folder.root.name}-{args.split}"
     write_report(result, probs, data.y, out, f"CancerNet-SCa-{args.model.upper()}: drift on {folder.root.name} "
                  f"({args.split})")
     q = result["int8_vs_float32"]
@@ -296,7 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("drift", help="float vs int8 drift of converted models on any labelled ISIC folder")
     s.add_argument("--model", required=True, choices=MODEL_NAMES)
     s.add_argument("--split", default="test", choices=("test", "val", "train", "calibration", "all"))
-    s.add_argument("--out", help="report folder (default: <reports-dir>/<model>/<folder>-<split>)")
+    s.add_argument("--out-dir", "--out", dest="out_dir",
+                   help="report folder (default: <reports-dir>/<model>/<folder>-<split>; --out: the old spelling)")
     _add_convert_options(s)
     add_common(s)
     s.set_defaults(func=cmd_drift)
