@@ -28,6 +28,10 @@ class ImageError(EdgeScaError):
     """An image could not be read or decoded."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image whose header (or file size) says decoding it would cost too much memory: refused unread."""
+
+
 class DataError(EdgeScaError):
     """An ISIC folder or its metadata is missing, malformed or inconsistent."""
 
