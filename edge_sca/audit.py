@@ -1,13 +1,16 @@
 """The audit log: one JSON line per decision, on disk before the decision is shown.
 
-Each line is written with a single `os.write` on an O_APPEND descriptor and fsynced, so a crash or a power cut
-can at worst tear the last line. Reopening terminates a torn tail with a newline (so the next record starts on a
+Each line is written on an O_APPEND descriptor until every byte is out (a short `os.write` is continued) and
+fsynced; only then does `write` return, so a decision is never shown without its line. When a write fails (full disk,
+I/O error) the partial line is cut off again (ftruncate to the size before it), so the log stays readable, and
+AuditError stops the run. A crash or a power cut can at worst tear the last line. Reopening terminates a torn tail with a newline (so the next record starts on a
 line of its own) and `read_audit` skips and counts lines that do not parse. Files rotate by size:
 `audit.jsonl` -> `audit.jsonl.1` -> ... up to `backups`.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -62,19 +65,45 @@ class AuditLog:
             return f.read(1) == b"\n"
 
     def write(self, record: dict) -> None:
-        """Append one record and fsync; rotates first if the line would overflow the file."""
+        """Append one whole record and fsync it; rotates first if the line would overflow the file.
+
+        AuditError (and the partial line removed) when any byte cannot be written or synced.
+        """
         line = (json.dumps(record, sort_keys=True, separators=(",", ":"), default=float) + "\n").encode()
         try:
             if self.fd is None:
                 self._open()
             if os.fstat(self.fd).st_size + len(line) > self.max_bytes:
                 self._rotate()
-            os.write(self.fd, line)
+        except OSError as exc:
+            raise AuditError(f"{self.path}: audit log cannot be opened or rotated ({exc.strerror}); free space or "
+                             "fix the disk before scanning again") from exc
+        start = os.fstat(self.fd).st_size
+        try:
+            self._write_all(line)
             os.fsync(self.fd)
         except OSError as exc:
-            raise AuditError(f"{self.path}: audit write failed ({exc.strerror}); free space or fix the disk "
-                             "before scanning again") from exc
+            self._cut_back(start)
+            raise AuditError(f"{self.path}: audit write failed ({exc.strerror or exc}); the decision was not shown. "
+                             "Free space or fix the disk before scanning again") from exc
         self.written += 1
+
+    def _write_all(self, line: bytes) -> None:
+        """os.write until every byte is written; a write that makes no progress is an error (full disk)."""
+        view = memoryview(line)
+        while view:
+            n = os.write(self.fd, view)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, f"short write: {len(line) - len(view)} of {len(line)} bytes written")
+            view = view[n:]
+
+    def _cut_back(self, size: int) -> None:
+        """Remove a partial line, so the log ends with a whole record; logged when even that fails."""
+        try:
+            os.ftruncate(self.fd, size)
+            os.fsync(self.fd)
+        except OSError as exc:
+            log.error("%s: could not remove a partial audit line (%s); read_audit will skip it", self.path, exc)
 
     def _rotate(self) -> None:
         os.close(self.fd)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 
-from edge_sca.audit import AuditLog, read_audit
+import pytest
+
+from edge_sca.audit import AuditError, AuditLog, read_audit
 
 
 def _rec(i: int) -> dict:
@@ -54,3 +58,44 @@ def test_rotation_by_size_keeps_backups(tmp_path):
     assert all(p.stat().st_size <= line_len * 4 for p in tmp_path.iterdir())
     got = read_audit(path, include_rotated=True)
     assert [r["i"] for r in got.records] == list(range(4, 14))  # files of 4: the oldest file fell off
+
+
+class _Disk:
+    """os.write stand-in: passes `allow` writes through, then writes only `short` bytes of a call, then ENOSPC."""
+
+    def __init__(self, allow: int, short: int | None = None):
+        self.allow, self.short, self.calls = allow, short, 0
+        self.real = os.write
+
+    def __call__(self, fd: int, data) -> int:
+        self.calls += 1
+        if self.calls <= self.allow:
+            return self.real(fd, data)
+        if self.short is not None and self.calls == self.allow + 1:
+            return self.real(fd, bytes(data[: self.short]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("short", [None, 7], ids=["enospc", "short-write-then-enospc"])
+def test_full_disk_raises_and_leaves_only_whole_lines(tmp_path, monkeypatch, short):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    log.write(_rec(0))
+    monkeypatch.setattr(os, "write", _Disk(allow=0, short=short))
+    with pytest.raises(AuditError, match="audit write failed .*No space left on device.*not shown"):
+        log.write(_rec(1))
+    monkeypatch.undo()
+    assert path.read_bytes().endswith(b"\n")
+    got = read_audit(path)
+    assert [r["i"] for r in got.records] == [0] and got.torn == 0
+    log.write(_rec(2))  # the disk has space again: the log goes on cleanly
+    assert [r["i"] for r in read_audit(path).records] == [0, 2]
+
+
+def test_a_short_write_is_continued(tmp_path, monkeypatch):
+    path = tmp_path / "audit.jsonl"
+    real = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: real(fd, bytes(data[:5])))  # 5 bytes per call, never fails
+    with AuditLog(path) as log:
+        log.write(_rec(0))
+    assert [r["i"] for r in read_audit(path).records] == [0]
