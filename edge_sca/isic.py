@@ -4,6 +4,11 @@ A folder holds `ISIC_*.jpg` and `metadata.csv` with `isic_id` and `benign_malign
 `diagnosis_1` = Benign / Malignant / Indeterminate). Indeterminate rows are skipped and counted. Optional columns
 `split` (train / val / test) and `calibration` (0/1) pin the subsets; without them the split is deterministic and
 grouped by `lesion_id` where present, so no lesion is in two splits.
+
+Metadata is untrusted input: an id must be a plain name (letters, digits, `_`, `-`: never a path), an id listed
+twice with different labels is an error naming it (twice with the same label: the repeat is skipped and counted),
+a row with an empty label is unlabelled (skipped and counted where labels are required, else kept with no label),
+and a file that is not UTF-8 is one clear error.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +29,8 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 #: Fractions of lesions per split when the metadata has no `split` column.
 DEFAULT_SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+#: What an isic_id may look like: a plain file-name stem, so it can never reach outside the folder.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
 DOWNLOAD_HINT = (
     "Get one with the ISIC Archive's client: `pip install isic-cli && isic image download data/isic` "
     "(or point ISIC_DIR / --isic-dir at an existing folder such as ../shared/isic)."
@@ -40,6 +48,7 @@ class Record:
     calibration: bool
     lesion_id: str
     row: int  # line number in metadata.csv, for error messages
+    dataset: str = ""  # the `dataset` column where there is one (HAM10000, ISIC 2017 challenge, ...)
 
 
 @dataclass
@@ -51,6 +60,7 @@ class IsicFolder:
     skipped: dict[str, int] = field(default_factory=dict)
     has_split_column: bool = False
     has_calibration_column: bool = False
+    unlabelled: int = 0  # records kept without a label (require_labels=False)
 
     def subset(self, split: str) -> list[Record]:
         """Records of `train`, `val`, `test`, `calibration`, or `all`."""
@@ -77,7 +87,8 @@ def resolve_isic_dir(given: str | Path | None = None) -> Path:
 
 
 def parse_label(row: dict[str, str]) -> int | None | str:
-    """0 / 1 for benign / malignant, 'indeterminate' to skip, None if the row has no label column at all."""
+    """0 / 1 for benign / malignant, 'indeterminate' to skip, 'unlabelled' for an empty label, None if the row has
+    no label column at all."""
     if "benign_malignant" in row and row["benign_malignant"] is not None:
         value = row["benign_malignant"].strip().lower()
     elif "diagnosis_1" in row and row["diagnosis_1"] is not None:
@@ -86,7 +97,9 @@ def parse_label(row: dict[str, str]) -> int | None | str:
         return None
     if value in CLASS_NAMES:
         return CLASS_NAMES.index(value)
-    if value.startswith("indeterminate") or value == "":
+    if value == "":
+        return "unlabelled"
+    if value.startswith("indeterminate"):
         return "indeterminate"
     raise ValueError(f"unknown label {value!r} (expected benign, malignant or indeterminate)")
 
@@ -103,31 +116,77 @@ def load_isic_folder(root: str | Path, skip_bad: bool = False, require_labels: b
                      check_files: bool = True) -> IsicFolder:
     """Parse and validate `root/metadata.csv`; raise DataError naming the row and file of the first problem.
 
-    With `skip_bad`, rows with unknown labels or missing images are dropped and counted instead.
+    With `skip_bad`, rows with unknown labels or missing images are dropped and counted instead. Unsafe ids and
+    conflicting duplicates are errors even then: they are not typos to skip but metadata that cannot be trusted.
     """
     root = Path(root)
     meta = root / "metadata.csv"
     if not meta.is_file():
         raise DataError(f"{meta}: not found; an ISIC folder needs metadata.csv beside its images. {DOWNLOAD_HINT}")
-    with open(meta, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        columns = reader.fieldnames or []
-        if "isic_id" not in columns:
-            raise DataError(f"{meta}: missing column 'isic_id' (columns: {', '.join(columns) or 'none'})")
-        has_labels = "benign_malignant" in columns or "diagnosis_1" in columns
-        if require_labels and not has_labels:
-            raise DataError(f"{meta}: missing label column: need 'benign_malignant' (or 'diagnosis_1' in newer exports)")
-        rows = list(enumerate(reader, start=2))
+    columns, rows = _read_rows(meta)
+    if "isic_id" not in columns:
+        raise DataError(f"{meta}: missing column 'isic_id' (columns: {', '.join(columns) or 'none'})")
+    has_labels = "benign_malignant" in columns or "diagnosis_1" in columns
+    if require_labels and not has_labels:
+        raise DataError(f"{meta}: missing label column: need 'benign_malignant' (or 'diagnosis_1' in newer exports)")
     folder = IsicFolder(root, [], {}, "split" in columns, "calibration" in columns)
     for line, row in rows:
         record = _parse_row(folder, meta, line, row, skip_bad, check_files)
-        if record is not None:
-            folder.records.append(record)
+        if record is None:
+            continue
+        if record.label is None and has_labels:
+            if require_labels:
+                _skip(folder, "unlabelled")
+                continue
+            folder.unlabelled += 1
+        folder.records.append(record)
+    folder.records = _drop_duplicates(folder, meta)
     if folder.skipped:
         log.info("%s: skipped %s", meta, ", ".join(f"{n} {k}" for k, n in sorted(folder.skipped.items())))
     if not folder.records:
         raise DataError(f"{meta}: no usable rows")
     return folder
+
+
+def _read_rows(meta: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """Column names and (line number, row) pairs; one-line DataErrors for bad encoding or broken CSV."""
+    try:
+        with open(meta, newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            columns = list(reader.fieldnames or [])
+            return columns, list(enumerate(reader, start=2))
+    except UnicodeDecodeError as exc:
+        line = meta.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"{meta} line {line}: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                        "re-save the file as UTF-8") from None
+    except csv.Error as exc:
+        raise DataError(f"{meta}: not a readable CSV ({exc}); re-export it") from None
+
+
+def _drop_duplicates(folder: IsicFolder, meta: Path) -> list[Record]:
+    """One record per id: conflicting labels are an error naming the ids, identical repeats are skipped."""
+    first: dict[str, Record] = {}
+    conflicts: dict[str, list[Record]] = {}
+    for r in folder.records:
+        seen = first.setdefault(r.isic_id, r)
+        if seen is r:
+            continue
+        if seen.label != r.label:
+            conflicts.setdefault(r.isic_id, [seen]).append(r)
+        else:
+            _skip(folder, "duplicate rows")
+            log.warning("%s line %d: %s repeats line %d with the same label (skipped)", meta, r.row, r.isic_id, seen.row)
+    if conflicts:
+        named = "; ".join(f"{i} (lines {', '.join(str(r.row) for r in rs)}: "
+                          f"{', '.join(_label_name(r.label) for r in rs)})" for i, rs in list(conflicts.items())[:5])
+        more = f" and {len(conflicts) - 5} more" if len(conflicts) > 5 else ""
+        raise DataError(f"{meta}: {len(conflicts)} ids listed twice with different labels: {named}{more}; keep one "
+                        "row per image")
+    return list(first.values())
+
+
+def _label_name(label: int | None) -> str:
+    return "no label" if label is None else CLASS_NAMES[label]
 
 
 def _skip(folder: IsicFolder, reason: str) -> None:
@@ -138,6 +197,9 @@ def _parse_row(folder: IsicFolder, meta: Path, line: int, row: dict[str, str], s
                check_files: bool) -> Record | None:
     """One row -> Record, None when skipped; raises DataError on bad rows unless skip_bad."""
     isic_id = (row.get("isic_id") or "").strip()
+    if isic_id and not ID_PATTERN.fullmatch(isic_id):
+        raise DataError(f"{meta} line {line}: isic_id {isic_id[:80]!r} is not a plain ISIC-style name (letters, "
+                        "digits, '_' and '-' only, like ISIC_0000000): an id must never be a path; fix the metadata")
     try:
         if not isic_id:
             raise ValueError("empty isic_id")
@@ -158,8 +220,9 @@ def _parse_row(folder: IsicFolder, meta: Path, line: int, row: dict[str, str], s
     if label == "indeterminate":
         _skip(folder, "indeterminate")
         return None
-    return Record(isic_id, path or folder.root / f"{isic_id}.jpg", label, split, calibration,
-                  (row.get("lesion_id") or isic_id).strip(), line)
+    return Record(isic_id, path or folder.root / f"{isic_id}.jpg", label if isinstance(label, int) else None,
+                  split, calibration, (row.get("lesion_id") or isic_id).strip(), line,
+                  (row.get("dataset") or "").strip())
 
 
 def _image_path(root: Path, isic_id: str) -> Path | None:

@@ -78,3 +78,51 @@ def test_no_folder_says_how_to_download(tmp_path):
         resolve_isic_dir(tmp_path / "nowhere")
     with pytest.raises(DataError, match="metadata.csv"):
         load_isic_folder(tmp_path)
+
+
+def test_conflicting_duplicate_ids_are_an_error_naming_them(isic_dir, tmp_path):
+    ids = ["ISIC_0000000", "ISIC_0000001"]
+    link_images(isic_dir, tmp_path, ids)
+    rows = [{"isic_id": ids[0], "benign_malignant": "benign"}, {"isic_id": ids[1], "benign_malignant": "benign"},
+            {"isic_id": ids[0], "benign_malignant": "malignant"}]
+    write_meta(tmp_path, rows, ["isic_id", "benign_malignant"])
+    for skip_bad in (False, True):
+        with pytest.raises(DataError, match=r"1 ids listed twice with different labels: ISIC_0000000 \(lines 2, 4: "
+                                            r"benign, malignant\)"):
+            load_isic_folder(tmp_path, skip_bad=skip_bad)
+
+
+def test_identical_duplicate_is_skipped_and_counted(isic_dir, tmp_path):
+    link_images(isic_dir, tmp_path, ["ISIC_0000000"])
+    write_meta(tmp_path, [{"isic_id": "ISIC_0000000", "benign_malignant": "benign"}] * 2,
+               ["isic_id", "benign_malignant"])
+    folder = load_isic_folder(tmp_path)
+    assert len(folder.records) == 1 and folder.skipped == {"duplicate rows": 1}
+
+
+@pytest.mark.parametrize("bad_id", ["../x", "/etc/passwd", "sub/ISIC_0000000", "a\\b", ".hidden", "ISIC 1"])
+def test_ids_must_be_plain_names(tmp_path, bad_id):
+    (tmp_path / "x.jpg").write_bytes(b"not read")
+    write_meta(tmp_path, [{"isic_id": bad_id, "benign_malignant": "benign"}], ["isic_id", "benign_malignant"])
+    for skip_bad in (False, True):
+        with pytest.raises(DataError, match="not a plain ISIC-style name"):
+            load_isic_folder(tmp_path, skip_bad=skip_bad, check_files=False)
+
+
+def test_non_utf8_metadata_is_one_clear_line(tmp_path):
+    (tmp_path / "metadata.csv").write_bytes(b"isic_id,benign_malignant\nISIC_0000000,b\xe9nign\n")
+    with pytest.raises(DataError) as err:
+        load_isic_folder(tmp_path)
+    assert str(err.value).count("\n") == 0
+    assert "line 2: not UTF-8 (byte 0xe9" in str(err.value) and "re-save the file as UTF-8" in str(err.value)
+
+
+def test_empty_labels_are_unlabelled_not_dropped(isic_dir, tmp_path):
+    ids = ["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]
+    link_images(isic_dir, tmp_path, ids)
+    write_meta(tmp_path, [{"isic_id": ids[0], "benign_malignant": "benign"}, {"isic_id": ids[1], "benign_malignant": ""},
+                          {"isic_id": ids[2], "benign_malignant": " "}], ["isic_id", "benign_malignant"])
+    training = load_isic_folder(tmp_path)
+    assert len(training.records) == 1 and training.skipped == {"unlabelled": 2}
+    replay = load_isic_folder(tmp_path, require_labels=False)
+    assert [r.label for r in replay.records] == [0, None, None] and replay.unlabelled == 2
