@@ -3,8 +3,9 @@
 Each line is written on an O_APPEND descriptor until every byte is out (a short `os.write` is continued) and
 fsynced; only then does `write` return, so a decision is never shown without its line. When a write fails (full disk,
 I/O error) the partial line is cut off again (ftruncate to the size before it), so the log stays readable, and
-AuditError stops the run. A crash or a power cut can at worst tear the last line. Reopening terminates a torn tail with a newline (so the next record starts on a
-line of its own) and `read_audit` skips and counts lines that do not parse. Files rotate by size:
+AuditError stops the run. A crash or a power cut can at worst tear the last line. Reopening terminates a torn tail
+with a newline (so the next record starts on a line of its own) and `read_audit` skips and counts lines that do not
+parse. Files rotate by size:
 `audit.jsonl` -> `audit.jsonl.1` -> ... up to `backups`.
 """
 
@@ -29,6 +30,16 @@ AUDIT_MODE = 0o640
 
 class AuditError(EdgeScaError):
     """The audit log cannot be written: the runtime stops rather than decide without a record."""
+
+
+def _write_all(fd: int, line: bytes) -> None:
+    """os.write until every byte is written; a write that makes no progress is an error (full disk)."""
+    view = memoryview(line)
+    while view:
+        n = os.write(fd, view)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, f"short write: {len(line) - len(view)} of {len(line)} bytes written")
+        view = view[n:]
 
 
 class AuditLog:
@@ -71,42 +82,41 @@ class AuditLog:
         """
         line = (json.dumps(record, sort_keys=True, separators=(",", ":"), default=float) + "\n").encode()
         try:
-            if self.fd is None:
-                self._open()
-            if os.fstat(self.fd).st_size + len(line) > self.max_bytes:
-                self._rotate()
+            fd = self._ready(len(line))
+            start = os.fstat(fd).st_size
         except OSError as exc:
             raise AuditError(f"{self.path}: audit log cannot be opened or rotated ({exc.strerror}); free space or "
                              "fix the disk before scanning again") from exc
-        start = os.fstat(self.fd).st_size
         try:
-            self._write_all(line)
-            os.fsync(self.fd)
+            _write_all(fd, line)
+            os.fsync(fd)
         except OSError as exc:
-            self._cut_back(start)
+            self._cut_back(fd, start)
             raise AuditError(f"{self.path}: audit write failed ({exc.strerror or exc}); the decision was not shown. "
                              "Free space or fix the disk before scanning again") from exc
         self.written += 1
 
-    def _write_all(self, line: bytes) -> None:
-        """os.write until every byte is written; a write that makes no progress is an error (full disk)."""
-        view = memoryview(line)
-        while view:
-            n = os.write(self.fd, view)
-            if n <= 0:
-                raise OSError(errno.ENOSPC, f"short write: {len(line) - len(view)} of {len(line)} bytes written")
-            view = view[n:]
+    def _ready(self, length: int) -> int:
+        """The open descriptor, after rotating when `length` more bytes would overflow the file."""
+        if self.fd is None:
+            self._open()
+        assert self.fd is not None
+        if os.fstat(self.fd).st_size + length > self.max_bytes:
+            self._rotate()
+        assert self.fd is not None
+        return self.fd
 
-    def _cut_back(self, size: int) -> None:
+    def _cut_back(self, fd: int, size: int) -> None:
         """Remove a partial line, so the log ends with a whole record; logged when even that fails."""
         try:
-            os.ftruncate(self.fd, size)
-            os.fsync(self.fd)
+            os.ftruncate(fd, size)
+            os.fsync(fd)
         except OSError as exc:
             log.error("%s: could not remove a partial audit line (%s); read_audit will skip it", self.path, exc)
 
     def _rotate(self) -> None:
-        os.close(self.fd)
+        if self.fd is not None:
+            os.close(self.fd)
         self.fd = None
         for i in range(self.backups - 1, 0, -1):
             src = self.path.with_name(f"{self.path.name}.{i}")

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from edge_sca import config
-from edge_sca.errors import CameraError, DataError, ImageError
+from edge_sca.errors import CameraError, DataError, ImageError, ImageTooLargeError
 from edge_sca.preprocess import read_image
 
 log = logging.getLogger(__name__)
@@ -290,23 +290,25 @@ class OpenCVCamera(Camera):
 class ReplayCamera(Camera):
     """A folder of images, in order; an ISIC folder (metadata.csv) gives each frame its label.
 
-    A corrupt or unreadable image is skipped and counted in `skipped['corrupt']` (or raises ImageError with
-    `strict`): it never becomes a frame, so it can never get a class.
+    A corrupt or unreadable image is skipped and counted in `skipped['corrupt']`, one whose header says it is too
+    large to decode in `skipped['too large']` (or raises ImageError with `strict`): it never becomes a frame, so it
+    can never get a class. `dataset` keeps only the rows of that `dataset` column value (one image source).
     """
 
     name = "replay"
 
-    def __init__(self, folder: str | Path, split: str = "all", strict: bool = False, loop: bool = False, **kw):
+    def __init__(self, folder: str | Path, split: str = "all", strict: bool = False, loop: bool = False,
+                 dataset: str | None = None, **kw):
         super().__init__(**kw)
         self.folder = Path(folder)
         self.name = f"replay:{self.folder}"
         self.strict, self.loop = strict, loop
-        self.items = self._list(split)
+        self.items = self._list(split, dataset)
         self.pos = 0
         if not self.items:
             raise CameraError(f"{self.name}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder; check the path")
 
-    def _list(self, split: str) -> list[tuple[Path, str, int | None]]:
+    def _list(self, split: str, dataset: str | None) -> list[tuple[Path, str, int | None]]:
         if not self.folder.is_dir():
             raise CameraError(f"{self.name}: not a folder; give replay:DIR with images (an ISIC folder works)")
         if (self.folder / "metadata.csv").is_file():
@@ -314,11 +316,21 @@ class ReplayCamera(Camera):
 
             try:
                 isic = load_isic_folder(self.folder, skip_bad=True, require_labels=False)
+                records = isic.subset(split)
             except DataError as exc:
                 raise CameraError(f"{self.name}: {exc}") from exc
             for reason, n in isic.skipped.items():
                 self.skipped[reason] = self.skipped.get(reason, 0) + n
-            return [(r.path, r.isic_id, r.label) for r in isic.subset(split)]
+            if dataset is not None:
+                sources = sorted({r.dataset for r in records})
+                records = [r for r in records if r.dataset == dataset]
+                if not records:
+                    where = "" if split == "all" else f" in the {split} split"
+                    raise CameraError(f"{self.name}: no rows{where} with dataset {dataset!r}; the metadata's "
+                                      f"dataset column has: {', '.join(repr(s) for s in sources) or 'nothing'}")
+            return [(r.path, r.isic_id, r.label) for r in records]
+        if dataset is not None:
+            raise CameraError(f"{self.name}: --dataset needs an ISIC folder with a metadata.csv")
         files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         return [(p, p.stem, None) for p in files]
 
@@ -338,8 +350,9 @@ class ReplayCamera(Camera):
             except ImageError as exc:
                 if self.strict:
                     raise
-                self.skipped["corrupt"] = self.skipped.get("corrupt", 0) + 1
-                log.warning("%s (skipped, %d so far)", exc, self.skipped["corrupt"])
+                why = "too large" if isinstance(exc, ImageTooLargeError) else "corrupt"
+                self.skipped[why] = self.skipped.get(why, 0) + 1
+                log.warning("%s (skipped, %d so far)", exc, self.skipped[why])
         raise CameraError(f"{self.name}: no readable image in the folder; check the files")
 
 
@@ -356,7 +369,9 @@ def synthetic_scene(index: int = 0, size: tuple[int, int] = (480, 640)) -> np.nd
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     skin = np.array([222, 170, 150], np.float32)
     base = np.random.default_rng(7).normal(0, 6, (h // 8, w // 8)).astype(np.float32)
-    texture = cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC)[..., None]
+    pores = cv2.GaussianBlur(np.random.default_rng(8).normal(0, 8, (h, w)).astype(np.float32), (0, 0), 0.7)
+    # coarse skin tone variation plus a fixed fine texture, so the scene is in focus for the quality gate
+    texture = (cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC) + pores)[..., None]
     cy, cx = h / 2 + (index % 3) - 1, w / 2 + (index % 5) - 2
     angle = np.arctan2(yy - cy, xx - cx)
     radius = min(h, w) * 0.22 * (1 + 0.12 * np.sin(3 * angle) + 0.07 * np.cos(7 * angle + 1))

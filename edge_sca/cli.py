@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from pathlib import Path
 
 from edge_sca import config
-from edge_sca.cli_common import add_common, emit, run_cli
+from edge_sca.cli_common import add_common, emit, positive_float, positive_int, run_cli
 from edge_sca.errors import EdgeScaError, ImageError
 
 log = logging.getLogger("edge_sca")
@@ -37,6 +38,7 @@ def _decision_line(d) -> str:
 
 def _format_report(r: dict) -> str:
     from edge_sca.drift import format_drift
+    from edge_sca.input_drift import format_input_drift
     from edge_sca.latency import format_latency
 
     lines = [f"{r['frames']} frames ({', '.join(f'{n} {k}' for k, n in sorted(r['decisions'].items())) or 'none'}) "
@@ -51,9 +53,15 @@ def _format_report(r: dict) -> str:
     if "metrics" in r:
         m = r["metrics"]
         lines.append(f"on {m['n']} labelled frames at threshold {m['threshold']:.3f}: accuracy {m['accuracy']:.3f}, "
-                     f"sensitivity {m['sensitivity']:.3f}, PPV {m['ppv']:.3f}, specificity {m['specificity']:.3f}")
+                     f"sensitivity {m['sensitivity']:.3f}, PPV {m['ppv']:.3f}, specificity {m['specificity']:.3f}"
+                     + (f"; {r['unlabelled']} judged frames had no label (not in these figures)"
+                        if r.get("unlabelled") else ""))
     if "drift" in r:
         lines.append(format_drift(r["drift"]))
+    if "input_drift" in r:
+        lines.append(format_input_drift(r["input_drift"]))
+    if r.get("error"):
+        lines.append(f"RUN STOPPED: {r['error']}")
     return "\n".join(lines)
 
 
@@ -70,7 +78,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     controller = None
     try:
         runtime.ensure_ready()  # sha256 checked on load; self-test before opening the camera
-        cam_kw = {"split": args.split} if args.camera.startswith("replay:") else {}
+        cam_kw = {"split": args.split, "dataset": args.dataset} if args.camera.startswith("replay:") else {}
+        if args.dataset and not cam_kw:
+            raise EdgeScaError("--dataset filters a replay:DIR camera; drop it or replay an ISIC folder")
         if not args.json:
             print(config.DISCLAIMER, flush=True)
         controller = _open_bridge(args.bridge) if args.bridge else None
@@ -86,6 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if controller is not None:
             controller.close()
     emit(report, args.json, _format_report)
+    if report.get("error"):
+        print(f"error: {report['error']}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -145,10 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(s)
     s.add_argument("--camera", default="picamera2",
                    help="picamera2, opencv:N (USB camera), opencv:PATH (video/image), replay:DIR, synthetic")
-    s.add_argument("--frames", type=int, help="stop after N frames (default: run until stopped)")
-    s.add_argument("--split", default="all", help="with replay of an ISIC folder: train, val, test or all")
+    s.add_argument("--frames", type=positive_int, help="stop after N frames (default: run until stopped)")
+    s.add_argument("--split", default="all", choices=("train", "val", "test", "calibration", "all"),
+                   help="with replay of an ISIC folder: which split")
+    s.add_argument("--dataset", help="with replay of an ISIC folder: only rows of this `dataset` column value "
+                   "(one image source, e.g. 'ISIC 2017 challenge')")
     s.add_argument("--shadow-float", help="float .tflite to run beside the model for drift (every Nth frame)")
-    s.add_argument("--shadow-every", type=int, default=config.SHADOW_EVERY, help="N for --shadow-float")
+    s.add_argument("--shadow-every", type=positive_int, default=config.SHADOW_EVERY, help="N for --shadow-float")
     s.add_argument("--audit-log", help="append one JSON line per decision here (fsynced, rotated by size)")
     s.add_argument("--bridge", metavar="PORT", help="serial port of the dermoscope board (e.g. /dev/ttyACM0): "
                    "wait for its trigger, set the illumination, show the result")
@@ -160,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("selftest", help="run the manifest's reference vectors (exit 0 pass, 1 fail, 2 error)")
     _add_model(s)
-    s.add_argument("--max-delta", type=float, default=config.SELFTEST_MAX_DELTA,
+    s.add_argument("--max-delta", type=positive_float, default=config.SELFTEST_MAX_DELTA,
                    help="largest allowed |delta p| against the workstation's outputs")
     add_common(s)
     s.set_defaults(func=cmd_selftest)
@@ -186,7 +202,7 @@ def _positive_float(text: str) -> float:
 def _add_model(s: argparse.ArgumentParser) -> None:
     s.add_argument("--model", default=str(DEFAULT_MODEL),
                    help=f"int8 .tflite with its manifest beside it (default {DEFAULT_MODEL})")
-    s.add_argument("--threads", type=int, help="interpreter threads (default: the runtime's choice)")
+    s.add_argument("--threads", type=positive_int, help="interpreter threads (default: the runtime's choice)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,11 +5,34 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from edge_sca.errors import EdgeScaError, ExitStatus
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a count of frames, threads, ...)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: must be 1 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (a bound, a duration)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is out of range: must be a number above 0")
+    return value
 
 
 def setup_logging(verbose: int = 0) -> None:

@@ -53,18 +53,51 @@ def isic_dir_candidates() -> list[Path]:
 
 # --- On-device runtime (edge_sca.runtime, cameras, quality, audit, latency, drift) ---
 #: Quality gate, measured on the 224x224 RGB pixels the model sees. Set from 300 random real ISIC images (min
-#: brightness 98, max white-clipped fraction 0.013 (UDA-1: 2 of 557 above 0.3), 1st percentile sharpness 5.3,
-#: min lesion contrast 17) against degraded copies of them (x0.15 dark: <= 33; x3 overexposed: >= 0.35;
-#: Gaussian blur sigma 3: sharpness <= 2.5; plain skin with noise: contrast <= 1).
+#: brightness 98, max white-clipped fraction 0.013 (UDA-1: 2 of 557 above 0.3), min lesion contrast 17) against
+#: degraded copies of them (x0.15 dark: <= 33; x3 overexposed: >= 0.35; plain skin with noise: contrast <= 1).
+#: The calibrated thresholds (focus, grayscale, "not a dermoscopy frame") are not here: `python -m quantize
+#: input-checks fit` measures them and writes models/input_checks.json, which the runtime loads (docs/input-checks.md).
 #: Mean luma (0-255) below this: "too dark".
 QUALITY_MIN_BRIGHTNESS = 50.0
 #: Fraction of pixels with every channel at or above QUALITY_SATURATION_LEVEL above this: "saturated".
 QUALITY_SATURATION_LEVEL = 250
 QUALITY_MAX_SATURATED_FRACTION = 0.30
-#: Variance of the Laplacian of the luma below this: "out of focus".
-QUALITY_MIN_SHARPNESS = 4.0
 #: Lesion contrast (median minus 2nd percentile of the blurred luma in the centre) below this: "no lesion in view".
 QUALITY_MIN_LESION_CONTRAST = 8.0
+#: A frame longer than this many times its width (or wider than its height) is refused: squashing distorts it.
+QUALITY_MAX_ASPECT_RATIO = 2.0
+
+# --- Input checks: the rules `quantize input-checks fit` applies when it chooses the thresholds ---
+INPUT_CHECKS_FILE = "input_checks.json"
+#: Focus: the threshold refuses at least this fraction of ISIC test images blurred with Gaussian sigma
+#: FOCUS_BLUR_SIGMA at capture size, and refuses no more than FOCUS_MAX_REFUSED of the unblurred ones.
+FOCUS_BLUR_SIGMA = 1.5
+FOCUS_MIN_BLUR_REFUSED = 0.99
+FOCUS_MAX_REFUSED = 0.02
+#: The focus measure looks at a FOCUS_CROP x FOCUS_CROP centre crop of the frame, after shrinking frames whose long
+#: side exceeds FOCUS_MAX_SIDE to it (so a 12 MP frame costs as little as a small one).
+FOCUS_CROP = 224
+FOCUS_MAX_SIDE = 448
+#: Grayscale: mean HSV saturation below GRAYSCALE_FRACTION of the ISIC training images' GRAYSCALE_QUANTILE.
+GRAYSCALE_QUANTILE = 0.001
+GRAYSCALE_FRACTION = 0.7
+#: "Not a dermoscopy frame": each of the two scores refuses at most this fraction of every training source.
+DERMOSCOPY_MAX_REFUSED_PER_SCORE = 0.004
+#: Input drift: warn once at least DRIFT_MIN_FRAMES frames were judged and a statistic's population stability
+#: index (bias-corrected for the sample size) exceeds DRIFT_PSI_WARN (0.25 is the usual "major shift").
+DRIFT_MIN_FRAMES = 50
+DRIFT_PSI_WARN = 0.25
+DRIFT_BINS = 10
+DRIFT_WARNING = "validate this scanner locally before trusting its decisions"
+
+# --- Images on disk ---
+#: Images whose header gives more pixels than this are refused before decoding (a 50 MP RGB image is 150 MB).
+MAX_IMAGE_PIXELS = 50_000_000
+#: Images with more pixels than this are decoded reduced (by 2, 4 or 8) straight to a smaller size: OpenCV's decoders
+#: briefly hold two copies, so full decoding stays for frames up to a 16 MP camera's.
+MAX_FULL_DECODE_PIXELS = 16_000_000
+#: Files larger than this are refused before reading (no camera frame is this large).
+MAX_IMAGE_BYTES = 100 * 1024 * 1024
 #: Camera faults: reads retried this many times with exponential backoff from CAMERA_BACKOFF_S.
 CAMERA_RETRIES = 3
 CAMERA_BACKOFF_S = 0.2

@@ -1,32 +1,60 @@
-"""The quality gate: a frame the model should not judge gets "retake" with the reason, never a class.
+"""The quality gate: a frame the model should not judge gets "retake" with a reason code, never a class.
 
-Measured on the 224x224 RGB pixels the model sees, so the thresholds do not depend on the camera's resolution.
-Checks, in order: too dark (mean luma), saturated (fraction of pixels clipped to white in every channel), out of
-focus (variance of the Laplacian of the luma), no lesion in view (contrast between the darkest blurred pixels in
-the centre and their median: plain skin is nearly flat there). Thresholds live in edge_sca.config (QUALITY_*).
+Checks, in order: the frame's shape (aspect ratio beyond QUALITY_MAX_ASPECT_RATIO), too dark (mean luma),
+saturated (fraction of pixels clipped to white in every channel), grayscale (mean saturation), not a dermoscopy
+frame (edge_sca.input_checks on the frame statistics), out of focus (the edge_sca.focus measure on the frame as
+captured), no lesion in view (contrast between the darkest blurred pixels in the centre and their median). Fixed
+thresholds live in edge_sca.config (QUALITY_*); the calibrated ones in models/input_checks.json.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 import cv2
 import numpy as np
 
 from edge_sca import config
+from edge_sca.focus import sharpness
+from edge_sca.frame_stats import SATURATION, frame_features
+from edge_sca.input_checks import InputChecks
+
+
+class Retake(str, Enum):
+    """Why a frame gets no decision: the code programs use (audit log, report, display); messages are for people."""
+
+    ASPECT_RATIO = "aspect_ratio"
+    TOO_DARK = "too_dark"
+    SATURATED = "saturated"
+    GRAYSCALE = "grayscale"
+    OUT_OF_FOCUS = "out_of_focus"
+    NOT_DERMOSCOPY = "not_dermoscopy"
+    NO_LESION = "no_lesion"
 
 
 @dataclass
 class QualityResult:
-    """`ok` or the reason to retake, with the measures the decision was made on."""
+    """`ok`, or the code and message of the first failed check, with the measures the decision was made on.
+
+    `features` are the frame statistics (edge_sca.frame_stats), kept for the drift monitor; None when the gate
+    stopped before computing them.
+    """
 
     ok: bool
+    code: Retake | None
     reason: str | None
     measures: dict = field(default_factory=dict)
+    features: np.ndarray | None = None
+
+
+def aspect_ratio(rgb: np.ndarray) -> float:
+    h, w = rgb.shape[:2]
+    return max(h, w) / max(1, min(h, w))
 
 
 def measure(pixels: np.ndarray) -> dict:
-    """The four measures of an RGB uint8 image (normally the 224x224 model input)."""
+    """The fixed-threshold measures of an RGB uint8 image (normally the 224x224 model input)."""
     gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     # blown out to white; a single clipped channel is only a colour cast (common on real dermoscopes)
     saturated = (pixels >= config.QUALITY_SATURATION_LEVEL).all(axis=2)
@@ -35,24 +63,40 @@ def measure(pixels: np.ndarray) -> dict:
     return {
         "brightness": float(gray.mean()),
         "saturated_fraction": float(saturated.mean()),
-        "sharpness": float(cv2.Laplacian(gray, cv2.CV_64F).var()),
         "lesion_contrast": float(np.median(centre) - np.percentile(centre, 2)),
     }
 
 
-def check_quality(pixels: np.ndarray) -> QualityResult:
-    """Pass, or the first failed check as a reason a user can act on."""
-    m = measure(pixels)
+def check_quality(frame: np.ndarray, pixels: np.ndarray, checks: InputChecks) -> QualityResult:
+    """Pass, or the first failed check. `frame` is the RGB frame as captured, `pixels` its 224x224 model input."""
+    ratio = aspect_ratio(frame)
+    if ratio > config.QUALITY_MAX_ASPECT_RATIO:
+        return QualityResult(False, Retake.ASPECT_RATIO, f"aspect ratio {ratio:.1f}:1 is beyond "
+                             f"{config.QUALITY_MAX_ASPECT_RATIO:g}:1 (shape {frame.shape[1]}x{frame.shape[0]}): "
+                             "capture the lesion in a near-square frame", {"aspect_ratio": ratio})
+    m = measure(pixels) | {"aspect_ratio": ratio}
     if m["brightness"] < config.QUALITY_MIN_BRIGHTNESS:
-        return QualityResult(False, f"too dark (brightness {m['brightness']:.0f} < "
-                                    f"{config.QUALITY_MIN_BRIGHTNESS:.0f}): turn the illumination up", m)
+        return QualityResult(False, Retake.TOO_DARK, f"too dark (brightness {m['brightness']:.0f} < "
+                             f"{config.QUALITY_MIN_BRIGHTNESS:.0f}): turn the illumination up", m)
     if m["saturated_fraction"] > config.QUALITY_MAX_SATURATED_FRACTION:
-        return QualityResult(False, f"saturated ({m['saturated_fraction']:.0%} of pixels clipped): lower the "
-                                    "illumination or exposure", m)
-    if m["sharpness"] < config.QUALITY_MIN_SHARPNESS:
-        return QualityResult(False, f"out of focus (sharpness {m['sharpness']:.1f} < "
-                                    f"{config.QUALITY_MIN_SHARPNESS:.1f}): press the dermoscope flat and refocus", m)
+        return QualityResult(False, Retake.SATURATED, f"saturated ({m['saturated_fraction']:.0%} of pixels "
+                             "clipped): lower the illumination or exposure", m)
+    features = frame_features(pixels)
+    m["saturation"] = float(features[SATURATION])
+    if m["saturation"] < checks.min_saturation:
+        return QualityResult(False, Retake.GRAYSCALE, f"grayscale or nearly (saturation {m['saturation']:.1f} < "
+                             f"{checks.min_saturation:.1f}): the model needs the colour camera's frame", m, features)
+    scores = checks.dermoscopy.scores(features)[0]
+    m["dermoscopy_scores"] = [float(s) for s in scores]
+    if checks.dermoscopy.refuses(scores):
+        return QualityResult(False, Retake.NOT_DERMOSCOPY, "not a dermoscopy frame (its colour, layout and "
+                             "texture are unlike every dermoscopy image the check was fitted on): place the "
+                             "dermoscope on the skin over the lesion", m, features)
+    m["sharpness"] = sharpness(frame)
+    if m["sharpness"] < checks.min_sharpness:
+        return QualityResult(False, Retake.OUT_OF_FOCUS, f"out of focus (sharpness {m['sharpness']:.3f} < "
+                             f"{checks.min_sharpness:.3f}): press the dermoscope flat and refocus", m, features)
     if m["lesion_contrast"] < config.QUALITY_MIN_LESION_CONTRAST:
-        return QualityResult(False, f"no lesion in view (contrast {m['lesion_contrast']:.1f} < "
-                                    f"{config.QUALITY_MIN_LESION_CONTRAST:.1f}): centre the lesion", m)
-    return QualityResult(True, None, m)
+        return QualityResult(False, Retake.NO_LESION, f"no lesion in view (contrast {m['lesion_contrast']:.1f} < "
+                             f"{config.QUALITY_MIN_LESION_CONTRAST:.1f}): centre the lesion", m, features)
+    return QualityResult(True, None, None, m, features)

@@ -2,9 +2,12 @@
 
 Before the first frame the model's sha256 is checked against its manifest (TFLiteModel refuses a mismatch) and
 the manifest's reference vectors are run (the self-test); a failed self-test stops the runtime. A frame that
-fails the quality gate gets "retake" and no class. `run_loop` drives a camera (and optionally the scanner's
-controller) until a frame count, the end of a finite source, or a stop request. A board that goes away mid-run
-is reopened with backoff (edge_sca.controller); what was in flight when it went is dropped, never shown late.
+fails the quality gate (edge_sca.quality, with the calibrated input checks of models/input_checks.json) gets
+"retake", a reason code and no class. Judged frames feed the input drift monitor (edge_sca.input_drift). A decision
+is returned only after its audit line is on disk; when the audit log cannot be written, `run_loop` stops and
+reports why. `run_loop` drives a camera (and optionally the scanner's controller) until a frame count, the end of a
+finite source, or a stop request. A board that goes away mid-run is reopened with backoff (edge_sca.controller);
+what was in flight when it went is dropped, never shown late.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from edge_sca import config
-from edge_sca.audit import AuditLog
+from edge_sca.audit import AuditError, AuditLog
 from edge_sca.cameras import Camera, EndOfStream, Frame
 from edge_sca.controller import BoardOutages, ScannerController, reopen_with_backoff
 from edge_sca.drift import DriftMonitor
 from edge_sca.errors import ControllerLost, ModelError
+from edge_sca.input_checks import InputChecks, load_input_checks
+from edge_sca.input_drift import InputDriftMonitor
 from edge_sca.interpreter import TFLiteModel
 from edge_sca.latency import LatencyStats
 from edge_sca.metrics import binary_metrics
@@ -55,6 +60,8 @@ class Decision:
     threshold: float = config.DEFAULT_THRESHOLD
     quality: dict = field(default_factory=dict)
     shadow_p_malignant: float | None = None
+    reason_code: str | None = None  # an edge_sca.quality.Retake value when decision is 'retake'
+    input_drift: dict | None = None  # the drift monitor's status after this frame
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,9 +76,12 @@ class Runtime:
 
     def __init__(self, model_path: str | Path, threads: int | None = None, shadow_float: str | Path | None = None,
                  shadow_every: int = config.SHADOW_EVERY, audit_log: str | Path | AuditLog | None = None,
-                 selftest_bound: float = config.SELFTEST_MAX_DELTA):
+                 selftest_bound: float = config.SELFTEST_MAX_DELTA, input_checks: str | Path | InputChecks | None = None):
         self.model = TFLiteModel(model_path, threads=threads)  # refuses a model whose sha256 != manifest
         self.threshold = self.model.threshold
+        self.checks = (input_checks if isinstance(input_checks, InputChecks)
+                       else load_input_checks(input_checks, model_path))
+        self.input_drift = InputDriftMonitor(self.checks, self.model.sha256)
         self.selftest_bound = selftest_bound
         self.selftest_result: SelftestResult | None = None
         self.shadow = TFLiteModel(shadow_float, threads=threads, require_manifest=False) if shadow_float else None
@@ -80,6 +90,7 @@ class Runtime:
         self.latency = LatencyStats()
         self.counts: Counter = Counter()
         self.retake_reasons: Counter = Counter()
+        self.unlabelled = 0
         self._labels: list[int] = []
         self._scores: list[float] = []
 
@@ -103,12 +114,12 @@ class Runtime:
                              "classify. Re-flash the bundle or check the LiteRT version")
 
     def process(self, frame: Frame) -> Decision:
-        """One frame to one Decision (written to the audit log before it is returned)."""
+        """One frame to one Decision, returned only once its audit line is written and fsynced (AuditError if not)."""
         self.ensure_ready()
         t0 = time.perf_counter()
         pixels = preprocess(frame.rgb, self.model.size)
         t1 = time.perf_counter()
-        quality = check_quality(pixels)
+        quality = check_quality(frame.rgb, pixels, self.checks)
         t2 = time.perf_counter()
         frame_sha = hashlib.sha256(pixels.tobytes()).hexdigest()
         probs, p, t3 = None, None, t2
@@ -123,7 +134,10 @@ class Runtime:
         timings = {"capture_ms": frame.capture_ms, "preprocess_ms": _ms(t0, t1), "quality_ms": _ms(t1, t2),
                    "invoke_ms": _ms(t2, t3), "total_ms": frame.capture_ms + _ms(t0, t4)}
         d = Decision(p, verdict, quality.reason, timings, self.sha256, frame_sha, frame.label, frame.source_id,
-                     probs, self.threshold, quality.measures)
+                     probs, self.threshold, quality.measures,
+                     reason_code=quality.code.value if quality.code is not None else None)
+        if quality.ok and quality.features is not None:
+            d.input_drift = self.input_drift.update(quality.features, quality.measures["sharpness"], p)
         if p is not None and self.drift is not None and self.drift.due():
             t5 = time.perf_counter()
             d.shadow_p_malignant = self.drift.shadow_p(pixels, p)
@@ -132,30 +146,36 @@ class Runtime:
         return d
 
     def _record(self, d: Decision, frame: Frame) -> None:
+        """Audit first (AuditError leaves the counts untouched: an unrecorded decision does not exist), then count."""
+        if self.audit is not None:
+            self.audit.write({"time": frame.timestamp or time.time(), "model_sha256": d.model_sha256,
+                              "frame_sha256": d.frame_sha256, "source_id": d.source_id, "probs": d.probs,
+                              "p_malignant": d.p_malignant, "threshold": d.threshold, "decision": d.decision,
+                              "reason": d.reason, "reason_code": d.reason_code, "label": d.label,
+                              "timings": d.timings, "shadow_p_malignant": d.shadow_p_malignant,
+                              "input_drift": d.input_drift})
         self.counts[d.decision] += 1
         if d.p_malignant is None:
-            self.retake_reasons[(d.reason or "").split(" (")[0]] += 1
+            self.retake_reasons[d.reason_code or "unknown"] += 1
         else:
             self.latency.add(d.timings)
             if d.label is not None:
                 self._labels.append(int(d.label))
                 self._scores.append(d.p_malignant)
-        if self.audit is not None:
-            self.audit.write({"time": frame.timestamp or time.time(), "model_sha256": d.model_sha256,
-                              "frame_sha256": d.frame_sha256, "source_id": d.source_id, "probs": d.probs,
-                              "p_malignant": d.p_malignant, "threshold": d.threshold, "decision": d.decision,
-                              "reason": d.reason, "label": d.label, "timings": d.timings,
-                              "shadow_p_malignant": d.shadow_p_malignant})
+            else:
+                self.unlabelled += 1
 
     def report(self) -> dict:
         """Counts, latency after warm-up, metrics when frames carried labels, drift when shadowing."""
         out = {"model": str(self.model.path), "model_sha256": self.sha256, "backend": self.model.backend,
                "threshold": self.threshold, "frames": sum(self.counts.values()), "decisions": dict(self.counts),
-               "retake_reasons": dict(self.retake_reasons), "latency": self.latency.summary()}
+               "retake_reasons": dict(self.retake_reasons), "latency": self.latency.summary(),
+               "input_drift": self.input_drift.summary()}
         if self.selftest_result is not None:
             out["selftest"] = {k: v for k, v in self.selftest_result.to_dict().items() if k != "vectors"}
         if self._labels:
             out["metrics"] = binary_metrics(np.asarray(self._labels), np.asarray(self._scores), self.threshold)
+            out["unlabelled"] = self.unlabelled  # judged frames without a label: not in the metrics
         if self.drift is not None:
             out["drift"] = self.drift.summary()
         if self.audit is not None:
@@ -176,13 +196,14 @@ def run_loop(runtime: Runtime, camera: Camera, frames: int | None = None,
     With a controller each frame waits for the trigger, lights the LED ring for the capture only, and the
     decision goes to the scanner's display. `heartbeat` is called on every turn of the loop (the systemd
     watchdog). If the board goes away, the press in flight is dropped and the board reopened (BoardGone after
-    board_timeout_s). Returns runtime.report() plus why the loop stopped.
+    board_timeout_s). Returns runtime.report() plus why the loop stopped; when the audit log fails the loop stops
+    at once ('audit log failed') and the report carries the error.
     """
     runtime.ensure_ready()
     stop = stop or threading.Event()
     beat = heartbeat or (lambda: None)
     outages = BoardOutages()
-    done, reason = 0, "frames"
+    done, reason, error = 0, "frames", None
     while frames is None or done < frames:
         beat()
         if stop.is_set():
@@ -207,8 +228,14 @@ def run_loop(runtime: Runtime, camera: Camera, frames: int | None = None,
             if not reopen_with_backoff(controller, exc, outages, stop, beat, board_timeout_s):
                 reason = "stop requested"
                 break
+        except AuditError as exc:
+            log.error("%s", exc)
+            reason, error = "audit log failed", str(exc)
+            break
     report = runtime.report()
     report["stopped_by"] = reason
+    if error is not None:
+        report["error"] = error
     report["camera"] = {"name": camera.name, "frames_read": camera.frames_read, "skipped": dict(camera.skipped)}
     if controller is not None:
         report["board"] = outages.to_dict()

@@ -6,6 +6,7 @@ before it reads anything else):
                                 and {path: {sha256, size}} for every other file
     BUNDLE.sig                  Ed25519 signature of BUNDLE.json's exact bytes
     models/*.tflite + *.manifest.json
+    models/input_checks.json    the fitted input checks (focus, grayscale, not-dermoscopy, drift reference)
     edge_sca/**.py              the runtime
     benchmarks/*.py             the on-device benchmark (`python benchmarks/device_bench.py` in the release)
     firmware_bridge/...         the serial link for `edge_sca run --bridge`, and the scanner-side installer
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from edge_sca.config import REPO_ROOT
+from edge_sca.config import INPUT_CHECKS_FILE, REPO_ROOT
 from edge_sca.errors import ModelError
 from edge_sca.fileio import sha256_file
 from edge_sca.manifest_schema import manifest_path
@@ -102,6 +103,7 @@ def collect_files(models_dir: Path, repo_root: Path = REPO_ROOT, with_wheels: bo
     files: dict[str, Path] = {}
     for name in _model_files(models_dir):
         files[f"models/{name}"] = models_dir / name
+    files[f"models/{INPUT_CHECKS_FILE}"] = _input_checks_file(models_dir, repo_root)
     for src in sorted((repo_root / "edge_sca").rglob("*.py")):
         if "__pycache__" not in src.parts:
             files[src.relative_to(repo_root).as_posix()] = src
@@ -116,6 +118,15 @@ def collect_files(models_dir: Path, repo_root: Path = REPO_ROOT, with_wheels: bo
     if missing:
         raise BundleError(f"cannot bundle, missing: {', '.join(missing)}")
     return files
+
+
+def _input_checks_file(models_dir: Path, repo_root: Path) -> Path:
+    """The fitted input checks the runtime refuses to start without: the models folder's, else the repository's."""
+    for candidate in (models_dir / INPUT_CHECKS_FILE, repo_root / "models" / INPUT_CHECKS_FILE):
+        if candidate.is_file():
+            return candidate
+    raise BundleError(f"no {INPUT_CHECKS_FILE} in {models_dir}: the scanner needs it for its input checks; run "
+                      "`python -m quantize input-checks fit`")
 
 
 def _model_files(models_dir: Path) -> list[str]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from edge_sca.cli_common import add_common, emit, run_cli  # noqa: E402
-from edge_sca.config import MODEL_NAMES  # noqa: E402
-from edge_sca.errors import EdgeScaError  # noqa: E402
+from edge_sca.cli_common import add_common, emit, run_cli
+from edge_sca.config import MODEL_NAMES
+from edge_sca.errors import EdgeScaError
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -165,12 +165,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def cmd_debug(args: argparse.Namespace) -> int:
+    from edge_sca.config import model_stem
     from edge_sca.isic import load_isic_folder, resolve_isic_dir
     from quantize.debug import layer_errors
     from quantize.evaluate import load_source_model
     from quantize.pipeline import calibration_set
     from quantize.provenance import write_json
-    from edge_sca.config import model_stem
 
     models_dir = Path(args.models_dir)
     src = models_dir / f"{model_stem(args.model)}.keras"
@@ -193,6 +193,114 @@ def cmd_import_checkpoint(args: argparse.Namespace) -> int:
     out = import_checkpoint(args.checkpoint_dir, args.out)
     emit({"out": str(out)}, args.json, lambda r: f"wrote {r['out']}")
     return 0
+
+
+def _checks_paths(args: argparse.Namespace) -> tuple[Path, Path | None, Path]:
+    from edge_sca.isic import resolve_isic_dir
+
+    extra = None if args.no_extra else Path(args.extra_dir)
+    if extra is not None and not (extra / "metadata.csv").is_file():
+        raise EdgeScaError(f"{extra}: no metadata.csv; give --extra-dir DIR or --no-extra")
+    return resolve_isic_dir(args.isic_dir), extra, Path(args.reports_dir)
+
+
+def cmd_input_fit(args: argparse.Namespace) -> int:
+    from quantize.input_fit import FitOptions, fit, refresh_p_references, summary_line
+
+    isic, extra, reports = _checks_paths(args)
+    out = Path(args.out)
+    if args.p_reference_only:
+        data = refresh_p_references(isic, Path(args.models_dir), out)
+        emit(data["reference"]["p_malignant"], args.json, lambda r: f"p(malignant) references for {len(r)} models "
+             f"written to {out}")
+        return 0
+    data = fit(FitOptions(isic, extra, Path(args.models_dir), reports, args.components, not args.linear,
+                          args.negatives), out)
+    emit({k: data[k] for k in ("focus", "grayscale", "created")} | {"out": str(out)}, args.json,
+         lambda _: f"{out}: {summary_line(data)}")
+    return 0
+
+
+def cmd_input_evaluate(args: argparse.Namespace) -> int:
+    from edge_sca.input_checks import load_input_checks
+    from quantize.input_eval import evaluate, write
+
+    isic, extra, reports = _checks_paths(args)
+    result = evaluate(load_input_checks(args.checks), isic, extra, Path(args.model), args.frames, args.extra_frames)
+    md = write(result, reports)
+    emit(result, args.json, lambda r: (
+        f"non-dermoscopy RETAKE {r['pooled']['all']['retake']:.2%} of {r['pooled']['all']['n']} (held-out kinds "
+        f"{r['pooled']['held_out_kinds']['retake']:.2%}); dermoscopy refused by the check at most "
+        f"{max(x['not_dermoscopy_check'] for x in r['dermoscopy']):.2%} per source; check / invoke "
+        f"{r['timing']['ratio']:.1%}; report {md}"))
+    return 0
+
+
+def cmd_input_drift(args: argparse.Namespace) -> int:
+    from quantize.drift_demo import default_replays, run_replays, write
+
+    isic, extra, reports = _checks_paths(args)
+    rows = run_replays(Path(args.model), default_replays(isic, extra, args.extra_frames))
+    result, md = write(Path(args.model), rows, reports)
+    emit(result, args.json, lambda r: "\n".join(
+        f"{x['replay']}: {x['input_drift']['n']} judged, max PSI "
+        f"{max(v['psi'] for v in x['input_drift']['stats'].values()):.3f}, "
+        f"{'WARNING' if x['input_drift']['warning'] else 'no warning'}" for x in r["replays"]) + f"\nreport {md}")
+    return 0
+
+
+def _add_input_check_options(s: argparse.ArgumentParser) -> None:
+    from edge_sca.config import REPO_ROOT
+
+    s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
+    s.add_argument("--extra-dir", default=str(REPO_ROOT.parent / "shared" / "isic_extra"),
+                   help="a second ISIC-layout folder of dermoscopy from other sources (default ../shared/isic_extra)")
+    s.add_argument("--no-extra", action="store_true", help="do without --extra-dir")
+    s.add_argument("--reports-dir", default=str(REPO_ROOT / "reports" / "input_checks"),
+                   help="where focus.{png,json}, evaluation.{json,md} and drift.{json,md} go")
+    add_common(s)
+
+
+def _add_input_checks(sub: argparse._SubParsersAction) -> None:
+    from edge_sca.cli_common import positive_int
+    from edge_sca.config import INPUT_CHECKS_FILE, MODELS_DIR, model_stem
+
+    default_out = MODELS_DIR / INPUT_CHECKS_FILE
+    default_model = MODELS_DIR / f"{model_stem('b')}_int8.tflite"
+    p = sub.add_parser("input-checks", help="fit / evaluate the scanner's input checks and show input drift",
+                       description="The focus and grayscale thresholds, the 'not a dermoscopy frame' check and the "
+                       "input drift reference, all in models/input_checks.json (see docs/input-checks.md).")
+    cmds = p.add_subparsers(title="input-checks commands")
+    s = cmds.add_parser("fit", help="measure the focus curve, fit the checks, write models/input_checks.json",
+                        description="Focus threshold from ISIC test images blurred at capture size (curve in "
+                        "reports/input_checks/focus.png), grayscale threshold, the not-dermoscopy check (fitted on ISIC "
+                        "train + half of isic_extra against generated frames), and the drift reference (ISIC train, "
+                        "and p(malignant) on val for each int8 model in --models-dir). About 5 minutes on 2 cores.")
+    s.add_argument("--out", default=str(default_out), help=f"the file to write (default {default_out})")
+    s.add_argument("--models-dir", default=str(MODELS_DIR), help="int8 models whose p(malignant) reference to store")
+    s.add_argument("--components", type=positive_int, default=6, help="Gaussian mixture components (default 6)")
+    s.add_argument("--linear", action="store_true", help="logistic regression on the features only, no products")
+    s.add_argument("--negatives", type=positive_int, default=400, help="generated frames per fitted kind")
+    s.add_argument("--p-reference-only", action="store_true",
+                   help="only recompute the p(malignant) references in --out (after the models were re-converted)")
+    _add_input_check_options(s)
+    s.set_defaults(func=cmd_input_fit)
+
+    s = cmds.add_parser("evaluate", help="refusal rates on every ISIC source and every non-dermoscopy kind, and cost",
+                        description="Writes reports/input_checks/evaluation.{json,md}.")
+    s.add_argument("--checks", default=str(default_out), help="the input checks file to evaluate")
+    s.add_argument("--model", default=str(default_model), help="int8 model whose invoke the check is timed against")
+    s.add_argument("--frames", type=positive_int, default=300, help="frames per non-dermoscopy kind (default 300)")
+    s.add_argument("--extra-frames", type=positive_int, default=2000, help="isic_extra held-out images to judge")
+    _add_input_check_options(s)
+    s.set_defaults(func=cmd_input_evaluate)
+
+    s = cmds.add_parser("drift", help="replay the ISIC test split and other sources; report the input drift",
+                        description="Writes reports/input_checks/drift.{json,md}.")
+    s.add_argument("--model", default=str(default_model), help="int8 model to run")
+    s.add_argument("--extra-frames", type=positive_int, default=1000, help="isic_extra images to replay")
+    _add_input_check_options(s)
+    s.set_defaults(func=cmd_input_drift)
 
 
 def _add_convert_options(s: argparse.ArgumentParser) -> None:
@@ -318,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output .pb path")
     add_common(s)
     s.set_defaults(func=cmd_import_checkpoint)
+    _add_input_checks(sub)
     return p
 
 

@@ -3,6 +3,7 @@ the quality gate, audit log, drift, the controller loop, the CLI and its failure
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -96,10 +97,11 @@ def test_bad_frame_gets_retake_and_no_class(random_models, tmp_path):
     dark = Frame((synthetic_scene(0) * 0.1).astype(np.uint8), "dark")
     d = rt.process(dark)
     assert d.decision == "retake" and d.p_malignant is None and d.probs is None
-    assert d.reason.startswith("too dark") and d.timings["invoke_ms"] == 0.0
+    assert d.reason.startswith("too dark") and d.reason_code == "too_dark" and d.timings["invoke_ms"] == 0.0
     rec = read_audit(tmp_path / "audit.jsonl").records[-1]
     assert rec["decision"] == "retake" and rec["p_malignant"] is None and rec["model_sha256"] == rt.sha256
-    assert rt.report()["retake_reasons"] == {"too dark": 1}
+    assert rec["reason_code"] == "too_dark" and rec["input_drift"] is None
+    assert rt.report()["retake_reasons"] == {"too_dark": 1}
 
 
 def test_tampered_model_is_refused(random_models, tmp_path, capsys):
@@ -172,6 +174,10 @@ def test_run_replay_reports_metrics_drift_latency_and_audits(random_models, tiny
     records = read_audit(audit).records
     assert len(records) == 18 and {r["decision"] for r in records} <= {"benign", "malignant", "retake"}
     assert sum(r["shadow_p_malignant"] is not None for r in records) == report["drift"]["n"]
+    judged = [r for r in records if r["decision"] != "retake"]
+    assert [r["input_drift"]["n"] for r in judged] == list(range(1, classified + 1))
+    assert report["input_drift"]["n"] == classified and report["input_drift"]["warning"] is None  # < 50 frames
+    assert set(report["input_drift"]["stats"]) >= {"training_distance", "L_mean", "a_mean", "b_mean", "sharpness"}
 
 
 def test_run_human_output_has_one_disclaimer(random_models, capsys):
@@ -353,3 +359,74 @@ def test_written_frames_flow_through_opencv_to_same_decision(runtime, tmp_path):
         via_file = runtime.process(cam.read())
     direct = runtime.process(Frame(scene, "direct"))
     assert via_file.frame_sha256 == direct.frame_sha256 and via_file.p_malignant == direct.p_malignant
+
+
+def test_full_disk_stops_the_run_with_the_report_and_a_readable_log(random_models, tmp_path, monkeypatch, capsys):
+    audit = tmp_path / "audit.jsonl"
+    real, calls = os.write, []
+
+    def failing_write(fd, data):
+        calls.append(fd)
+        if len(calls) >= 3:  # the third frame's line: only part of it fits, then the disk is full
+            if len(calls) == 3:
+                return real(fd, bytes(data[:10]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", failing_write)
+    rc = main(["run", "--model", str(random_models["int8"]), "--camera", "synthetic", "--frames", "5",
+               "--audit-log", str(audit), "--threads", "1"])
+    monkeypatch.undo()
+    out, err = capsys.readouterr()
+    assert rc == 2 and "audit write failed" in err and "No space left on device" in err
+    assert "synthetic:0" in out and "synthetic:1" in out and "synthetic:2" not in out  # not shown without its line
+    assert "2 frames" in out and "stopped by audit log failed" in out and "RUN STOPPED" in out  # the report
+    got = read_audit(audit)
+    assert [r["source_id"] for r in got.records] == ["synthetic:0", "synthetic:1"] and got.torn == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shadow-every", "0"], "--shadow-every: 0 is out of range"),
+    (["--threads", "0"], "--threads: 0 is out of range"),
+    (["--frames", "-3"], "--frames: -3 is out of range"),
+    (["--threads", "two"], "--threads: 'two' is not a whole number"),
+    (["--split", "tset"], "--split: invalid choice"),
+])
+def test_out_of_range_numbers_are_argparse_errors(args, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--camera", "synthetic", *args])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_selftest_max_delta_must_be_positive(capsys):
+    with pytest.raises(SystemExit):
+        main(["selftest", "--max-delta", "0"])
+    assert "--max-delta: 0 is out of range" in capsys.readouterr().err
+
+
+def test_replay_counts_unlabelled_rows_and_filters_by_dataset(random_models, tiny_isic, tmp_path, capsys):
+    import csv
+
+    folder = tmp_path / "isic"
+    folder.mkdir()
+    with open(tiny_isic / "metadata.csv") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        (folder / f"{r['isic_id']}.jpg").symlink_to((tiny_isic / f"{r['isic_id']}.jpg").resolve())
+    rows[0]["benign_malignant"] = rows[1]["benign_malignant"] = ""
+    with open(folder / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["run", "--model", str(random_models["int8"]), "--camera", f"replay:{folder}", "--json",
+                 "--threads", "1"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    judged = report["frames"] - report["decisions"].get("retake", 0)
+    assert report["unlabelled"] >= 1 and report["metrics"]["n"] == judged - report["unlabelled"]
+    dataset = rows[2]["dataset"]
+    assert main(["run", "--model", str(random_models["int8"]), "--camera", f"replay:{folder}", "--json",
+                 "--threads", "1", "--dataset", dataset]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == sum(r["dataset"] == dataset for r in rows)
+    assert main(["run", "--model", str(random_models["int8"]), "--camera", f"replay:{folder}",
+                 "--dataset", "nowhere"]) == 2
+    assert "no rows with dataset 'nowhere'" in capsys.readouterr().err

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import struct
-import subprocess
-import sys
-import zlib
 from pathlib import Path
 
 import cv2
@@ -14,61 +10,17 @@ import numpy as np
 import pytest
 
 from edge_sca.cameras import ReplayCamera
-from edge_sca.config import MAX_IMAGE_PIXELS, REPO_ROOT
+from edge_sca.config import MAX_IMAGE_PIXELS
 from edge_sca.errors import ImageError, ImageTooLargeError
 from edge_sca.imageheader import image_size
 from edge_sca.preprocess import decode_flag, decode_image
+from quantize.big_images import peak_memory, write_black_png
 
-
-def write_black_png(path: Path, width: int, height: int, rows_per_block: int = 64) -> None:
-    """A real, valid all-black RGB PNG of any size, written without holding the image in memory.
-
-    Each block of rows is compressed once with a full flush (no back-references across it), so the same bytes stand
-    for every block; the Adler-32 of all-zero data is (length mod 65521) << 16 | 1.
-    """
-    row = width * 3 + 1  # filter byte + RGB
-    comp = zlib.compressobj(9)
-    block = comp.compress(b"\0" * row * rows_per_block) + comp.flush(zlib.Z_FULL_FLUSH)
-    header, body = block[:2], block[2:]
-    full, rest = divmod(height, rows_per_block)
-    tail_comp = zlib.compressobj(9)
-    tail = (tail_comp.compress(b"\0" * row * rest) + tail_comp.flush(zlib.Z_FULL_FLUSH))[2:] if rest else b""
-    final = b"\x03\x00"  # an empty final deflate block (fixed Huffman, end-of-block only)
-    adler = ((row * height) % 65521) << 16 | 1
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)))
-        f.write(chunk(b"IDAT", header + body * full + tail + final + struct.pack(">I", adler)))
-        f.write(chunk(b"IEND", b""))
-
-
-# ru_maxrss survives exec (it would report the parent's peak); VmHWM is per process and can be reset to VmRSS.
-PEAK_SCRIPT = r"""
-import json, sys
-from edge_sca.errors import ImageTooLargeError
-from edge_sca.preprocess import preprocess, read_image
-def kb(key):
-    return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith(key + ':'))
-with open('/proc/self/clear_refs', 'w') as f:
-    f.write('5')
-before = kb('VmRSS')
-try:
-    shape = list(preprocess(read_image(sys.argv[1])).shape)
-except ImageTooLargeError as exc:
-    shape = str(exc)
-print(json.dumps({"result": shape, "peak_increase_mb": (kb('VmHWM') - before) / 1024}))
-"""
 needs_proc = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak memory needs Linux /proc")
 
 
 def _peak(path: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(path)], cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    return peak_memory(path)
 
 
 def test_small_png_writer_makes_a_valid_png(tmp_path):

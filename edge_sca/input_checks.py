@@ -1,0 +1,162 @@
+"""models/input_checks.json: the fitted thresholds and models of the input checks, loaded by the runtime.
+
+`python -m quantize input-checks fit` writes it (and the bundle carries it) with:
+- `focus.min_sharpness` and `grayscale.min_saturation`, measured on ISIC images;
+- `dermoscopy`: the "not a dermoscopy frame" check on edge_sca.frame_stats features. Two scores, each with its
+  threshold: a Gaussian mixture's negative log-likelihood (how unlike every dermoscopy image the frame is; fitted on
+  dermoscopy alone) and a logistic regression on the standardised features and their products (fitted against
+  generated non-dermoscopy). A frame past either threshold is not judged;
+- `reference`: the training split's statistics for the input drift monitor (edge_sca.input_drift), and per model
+  sha256, the distribution of p(malignant) on the validation split.
+The file records the preprocessing version it was fitted under; another version is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_sca import config
+from edge_sca.errors import ModelError
+from edge_sca.frame_stats import FEATURE_NAMES
+from edge_sca.preprocess import PREPROCESS_VERSION
+
+FORMAT = 1
+FIT_HINT = "run `python -m quantize input-checks fit` on the workstation (or re-flash the bundle)"
+
+
+def default_path(model_path: str | Path | None = None) -> Path:
+    """Beside the model if there is one there, else in the models folder."""
+    if model_path is not None:
+        beside = Path(model_path).with_name(config.INPUT_CHECKS_FILE)
+        if beside.is_file():
+            return beside
+    return config.MODELS_DIR / config.INPUT_CHECKS_FILE
+
+
+@dataclass
+class GaussianMixture:
+    """Weights (K), means (K x d) and Cholesky factors of the precisions (K x d x d), standardised features."""
+
+    log_weights: np.ndarray
+    means: np.ndarray
+    prec_chol: np.ndarray
+    log_norm: np.ndarray  # log weight + log det(prec_chol) - d/2 log(2 pi), per component
+    shift: np.ndarray  # means projected by their precision factors (K x d), computed once
+    flat: np.ndarray  # the precision factors side by side (d x K*d): one matmul whitens a row for every component
+
+    @classmethod
+    def from_dict(cls, params: dict) -> GaussianMixture:
+        w = np.log(np.asarray(params["weights"], np.float64))
+        means = np.asarray(params["means"], np.float64)
+        chol = np.asarray(params["prec_chol"], np.float64)
+        logdet = np.log(np.abs(np.diagonal(chol, axis1=1, axis2=2))).sum(axis=1)
+        k, dim = means.shape
+        return cls(w, means, chol, w + logdet - 0.5 * dim * np.log(2 * np.pi), np.einsum("kd,kde->ke", means, chol),
+                   np.ascontiguousarray(chol.transpose(1, 0, 2).reshape(dim, k * dim)))
+
+    def neg_log_likelihood(self, z: np.ndarray) -> np.ndarray:
+        """-log p(z) for rows of standardised features (N x d)."""
+        y = (z @ self.flat).reshape(len(z), *self.shift.shape) - self.shift
+        logp = self.log_norm - 0.5 * (y * y).sum(axis=2)
+        top = logp.max(axis=1)
+        return -(top + np.log(np.exp(logp - top[:, None]).sum(axis=1)))
+
+
+@dataclass
+class DermoscopyCheck:
+    """Standardisation, the mixture, the logistic regression and their two thresholds."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    clip: float
+    mixture: GaussianMixture
+    mixture_threshold: float
+    logistic_linear: np.ndarray  # weights of the standardised values (d)
+    logistic_pairs: np.ndarray  # weights of their products as an upper-triangular d x d matrix (zero if linear)
+    logistic_b: float
+    logistic_threshold: float
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DermoscopyCheck:
+        lr = d["logistic"]
+        mean = np.asarray(d["mean"], np.float64)
+        linear, pairs = split_logistic(np.asarray(lr["weights"], np.float64), len(mean), bool(lr["quadratic"]))
+        return cls(mean, np.asarray(d["scale"], np.float64), float(d["clip"]), GaussianMixture.from_dict(d["mixture"]),
+                   float(d["mixture_threshold"]), linear, pairs, float(lr["bias"]), float(d["logistic_threshold"]))
+
+    def standardise(self, features: np.ndarray) -> np.ndarray:
+        return np.clip((np.atleast_2d(features) - self.mean) / self.scale, -self.clip, self.clip)
+
+    def scores(self, features: np.ndarray) -> np.ndarray:
+        """N x 2: the mixture's negative log-likelihood and the logistic score, both higher = less dermoscopy."""
+        z = self.standardise(features)
+        logit = z @ self.logistic_linear + ((z @ self.logistic_pairs) * z).sum(axis=1) + self.logistic_b
+        return np.stack([self.mixture.neg_log_likelihood(z), logit], axis=1)
+
+    def refuses(self, scores: np.ndarray) -> np.ndarray:
+        return (scores[..., 0] > self.mixture_threshold) | (scores[..., 1] > self.logistic_threshold)
+
+
+def quadratic_terms(z: np.ndarray) -> np.ndarray:
+    """Each row's values followed by the products of every pair (squares included): the logistic's inputs."""
+    i, j = np.triu_indices(z.shape[1])
+    return np.concatenate([z, z[:, i] * z[:, j]], axis=1)
+
+
+def logistic_score(z: np.ndarray, w: np.ndarray, b: float, quadratic: bool) -> np.ndarray:
+    """The logit of "not dermoscopy" for standardised rows (the fit's form; the runtime uses split_logistic's)."""
+    return (quadratic_terms(z) if quadratic else z) @ w + b
+
+
+def split_logistic(w: np.ndarray, d: int, quadratic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Weights over quadratic_terms as (linear d, upper-triangular d x d): z.lin + z'Pz costs two small matmuls."""
+    pairs = np.zeros((d, d))
+    if quadratic:
+        pairs[np.triu_indices(d)] = w[d:]
+    return w[:d], pairs
+
+
+@dataclass
+class InputChecks:
+    """Everything the quality gate and the drift monitor need from models/input_checks.json."""
+
+    path: Path
+    data: dict
+    min_sharpness: float
+    min_saturation: float
+    dermoscopy: DermoscopyCheck
+
+    @property
+    def reference(self) -> dict:
+        return self.data["reference"]
+
+    def p_reference(self, model_sha256: str) -> dict | None:
+        """The p(malignant) reference for this exact model, or None when it was fitted for other models."""
+        return self.data["reference"].get("p_malignant", {}).get(model_sha256)
+
+
+def load_input_checks(path: str | Path | None = None, model_path: str | Path | None = None) -> InputChecks:
+    """Read and check the file; ModelError saying how to rebuild it when missing, malformed or stale."""
+    path = Path(path) if path else default_path(model_path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ModelError(f"{path}: input checks not found; {FIT_HINT}") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: unreadable input checks ({exc}); {FIT_HINT}") from exc
+    try:
+        if data["format"] != FORMAT:
+            raise ModelError(f"{path}: input checks format {data['format']}, this runtime reads {FORMAT}; {FIT_HINT}")
+        if data["preprocess_version"] != PREPROCESS_VERSION:
+            raise ModelError(f"{path}: fitted for preprocessing v{data['preprocess_version']}, this runtime "
+                             f"implements v{PREPROCESS_VERSION}; {FIT_HINT}")
+        if tuple(data["features"]) != FEATURE_NAMES:
+            raise ModelError(f"{path}: fitted on other frame statistics than this runtime computes; {FIT_HINT}")
+        return InputChecks(path, data, float(data["focus"]["min_sharpness"]),
+                           float(data["grayscale"]["min_saturation"]), DermoscopyCheck.from_dict(data["dermoscopy"]))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise ModelError(f"{path}: malformed input checks (missing or bad {exc}); {FIT_HINT}") from exc

@@ -1,0 +1,77 @@
+"""Small numpy fits for the input checks: a Gaussian mixture by EM and a weighted logistic regression by Adam.
+
+Both are fitted on a few tens of thousands of 22-value rows in seconds; the runtime only evaluates them
+(edge_sca.input_checks), so neither needs more than numpy on either side.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from edge_sca.input_checks import GaussianMixture, logistic_score, quadratic_terms
+
+log = logging.getLogger(__name__)
+
+
+def _kmeans_pp(z: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    centres = [z[rng.integers(len(z))]]
+    for _ in range(1, k):
+        d2 = np.min([((z - c) ** 2).sum(1) for c in centres], axis=0)
+        centres.append(z[rng.choice(len(z), p=d2 / d2.sum())])
+    return np.array(centres)
+
+
+def _as_dict(weights: np.ndarray, means: np.ndarray, covs: np.ndarray) -> dict:
+    """Mixture parameters in the form edge_sca.input_checks reads: precision Cholesky factors, not covariances."""
+    prec_chol = np.linalg.inv(np.linalg.cholesky(covs)).transpose(0, 2, 1)  # (x - mean) @ it whitens x
+    return {"weights": weights.tolist(), "means": means.tolist(), "prec_chol": prec_chol.tolist()}
+
+
+def fit_mixture(z: np.ndarray, k: int, seed: int = 0, reg: float = 1e-3, iters: int = 200,
+                tol: float = 1e-5) -> dict:
+    """EM for a full-covariance Gaussian mixture on standardised rows `z`; returns the parameter dict."""
+    rng = np.random.default_rng(seed)
+    n, d = z.shape
+    means = _kmeans_pp(z, k, rng)
+    resp = np.eye(k)[np.argmin(((z[:, None] - means[None]) ** 2).sum(2), axis=1)]
+    prev = -np.inf
+    for it in range(iters):
+        nk = resp.sum(0) + 1e-10
+        weights, means = nk / n, (resp.T @ z) / nk[:, None]
+        covs = np.array([((resp[:, j, None] * (z - means[j])).T @ (z - means[j])) / nk[j] + reg * np.eye(d)
+                         for j in range(k)])
+        params = GaussianMixture.from_dict(_as_dict(weights, means, covs))
+        logp = _component_logp(params, z)
+        top = logp.max(1, keepdims=True)
+        total = top[:, 0] + np.log(np.exp(logp - top).sum(1))
+        resp = np.exp(logp - total[:, None])
+        ll = float(total.mean())
+        if ll - prev < tol:
+            break
+        prev = ll
+    log.info("mixture of %d: mean log-likelihood %.3f after %d EM steps", k, ll, it + 1)
+    return _as_dict(weights, means, covs)
+
+
+def _component_logp(params: GaussianMixture, z: np.ndarray) -> np.ndarray:
+    y = np.einsum("nd,kde->nke", z, params.prec_chol) - params.shift
+    return params.log_norm - 0.5 * (y * y).sum(axis=2)
+
+
+def fit_logistic(z: np.ndarray, y: np.ndarray, quadratic: bool = True, l2: float = 1e-3, steps: int = 2000,
+                 lr: float = 0.05) -> tuple[np.ndarray, float]:
+    """Class-balanced logistic regression (y = 1: not dermoscopy) by full-batch Adam; returns (weights, bias)."""
+    x = quadratic_terms(z) if quadratic else z
+    w = np.where(y == 1, 0.5 / max(1, int(y.sum())), 0.5 / max(1, int((1 - y).sum())))
+    theta = np.zeros(x.shape[1] + 1)
+    m, v = np.zeros_like(theta), np.zeros_like(theta)
+    for t in range(1, steps + 1):
+        p = 1.0 / (1.0 + np.exp(-np.clip(logistic_score(x, theta[:-1], theta[-1], False), -30, 30)))
+        g = (p - y) * w
+        grad = np.append(x.T @ g + l2 * theta[:-1], g.sum())
+        m = 0.9 * m + 0.1 * grad
+        v = 0.999 * v + 0.001 * grad * grad
+        theta -= lr * (m / (1 - 0.9 ** t)) / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-8)
+    return theta[:-1], float(theta[-1])

@@ -1,0 +1,211 @@
+"""`python -m quantize input-checks evaluate`: how the input checks treat dermoscopy and everything else.
+
+- Dermoscopy: every ISIC source's val and test images and the held-out half of ../shared/isic_extra through the
+  whole quality gate (frames as stored), and the "not a dermoscopy frame" check alone; the training images' own
+  rates are listed as in-sample.
+- Not dermoscopy: each kind of quantize.negatives, generated with a seed the fit never saw, marked fitted or held out;
+  lesion-free skin cut from ISIC val / test images.
+- Cost: the check's own time (frame statistics + both scores) against the int8 model's invoke, interleaved on the same
+  images in the same process, as medians; and the peak memory of reading huge PNGs (quantize.big_images).
+Writes reports/input_checks/evaluation.{json,md}.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from edge_sca.errors import ImageError
+from edge_sca.frame_stats import frame_features
+from edge_sca.input_checks import InputChecks
+from edge_sca.isic import IsicFolder, Record, load_isic_folder
+from edge_sca.preprocess import preprocess, read_image
+from edge_sca.progress import Progress
+from edge_sca.quality import check_quality
+from quantize import negatives
+from quantize.big_images import memory_report
+from quantize.input_fit import extra_half
+from quantize.provenance import git_commit, now_iso, write_json
+
+log = logging.getLogger(__name__)
+
+EVAL_SEED = 2
+
+
+def judge(frames: Iterable[np.ndarray], checks: InputChecks, label: str, total: int) -> dict:
+    """Whole-gate outcome counts and the not-dermoscopy check's own refusals over frames as captured."""
+    reasons: Counter = Counter()
+    alone = n = 0
+    progress = Progress(total, f"input checks on {label}", log)
+    for frame in frames:
+        pixels = preprocess(frame)
+        q = check_quality(frame, pixels, checks)
+        reasons[q.code.value if q.code else "passed"] += 1
+        features = q.features if q.features is not None else frame_features(pixels)
+        alone += bool(checks.dermoscopy.refuses(checks.dermoscopy.scores(features)[0]))
+        n += 1
+        progress.update()
+    return {"n": n, "retake": 1.0 - reasons["passed"] / max(n, 1), "not_dermoscopy_check": alone / max(n, 1),
+            "reasons": dict(sorted(reasons.items()))}
+
+
+def _frames(records: list[Record]) -> Iterable[np.ndarray]:
+    for r in records:
+        try:
+            yield read_image(r.path)
+        except ImageError as exc:
+            log.warning("%s (skipped)", exc)
+
+
+def dermoscopy_rows(folder: IsicFolder, extra: IsicFolder | None, checks: InputChecks,
+                    extra_limit: int) -> list[dict]:
+    """One row per ISIC source and split (val, test), the test split pooled, and isic_extra's held-out half."""
+    rows = []
+    test = folder.subset("test")
+    rows.append({"source": "ISIC test split (all sources)", "held_out": True} | judge(_frames(test), checks,
+                                                                                          "ISIC test", len(test)))
+    for split in ("val", "test"):
+        records = folder.subset(split)
+        for src in sorted({r.dataset for r in records}):
+            chosen = [r for r in records if r.dataset == src]
+            rows.append({"source": f"{src or 'ISIC'} ({split})", "held_out": True}
+                        | judge(_frames(chosen), checks, f"{src} {split}", len(chosen)))
+    if extra is not None:
+        held = [r for r in extra.records if extra_half(r) == "held-out"][:extra_limit]
+        rows.append({"source": f"isic_extra held-out half ({len(held)} images)", "held_out": True}
+                    | judge(_frames(held), checks, "isic_extra", len(held)))
+    return rows
+
+
+def negative_rows(checks: InputChecks, n: int, skin_from: list[Record]) -> list[dict]:
+    """One row per non-dermoscopy kind, generated with EVAL_SEED."""
+    rows = []
+    for kind in negatives.GENERATED:
+        rows.append({"kind": kind, "fitted": kind in negatives.FIT_KINDS}
+                    | judge(negatives.generated(kind, n, EVAL_SEED), checks, kind, n))
+    for kind in negatives.PACKAGE_KINDS:
+        rows.append({"kind": kind, "fitted": kind in negatives.FIT_KINDS}
+                    | judge(negatives.package_kind(kind, n, EVAL_SEED), checks, kind, n))
+    per_photo = n // len(negatives.HELD_OUT_PHOTOS)
+    rows[-len(negatives.PACKAGE_KINDS) + negatives.PACKAGE_KINDS.index("photos_held_out")]["per_image"] = {
+        name: judge(negatives.photo_crops(name, per_photo, EVAL_SEED), checks, name, per_photo)
+        for name in negatives.HELD_OUT_PHOTOS}
+    paths = [(r.path, 0, 0) for r in skin_from]
+    rows.append({"kind": "skin without lesion (ISIC val/test corners)", "fitted": False}
+                | judge(negatives.skin_crops(paths, n, EVAL_SEED), checks, "skin", min(n, len(paths))))
+    return rows
+
+
+def pooled(rows: list[dict], key: str) -> dict:
+    n = sum(r["n"] for r in rows)
+    return {"n": n, "retake": sum(r["retake"] * r["n"] for r in rows) / max(n, 1),
+            key: sum(r[key] * r["n"] for r in rows) / max(n, 1)}
+
+
+def time_check(checks: InputChecks, pixels: list[np.ndarray], model_path: Path, threads: int) -> dict:
+    """Median cost of the not-dermoscopy check and of one int8 invoke, interleaved on the same images."""
+    from edge_sca.interpreter import TFLiteModel
+
+    model = TFLiteModel(model_path, threads=threads)
+    tensors = [model.quantise_input(px) for px in pixels]
+    check_s, invoke_s, gate_s = [], [], []
+    for rep in range(2):  # the first pass warms caches up and is not counted
+        for px, t in zip(pixels, tensors, strict=True):
+            t0 = time.perf_counter()
+            checks.dermoscopy.refuses(checks.dermoscopy.scores(frame_features(px))[0])
+            t1 = time.perf_counter()
+            model.invoke_raw(t)
+            t2 = time.perf_counter()
+            check_quality(px, px, checks)
+            t3 = time.perf_counter()
+            if rep:
+                check_s.append(t1 - t0)
+                invoke_s.append(t2 - t1)
+                gate_s.append(t3 - t2)
+    med_check, med_invoke = float(np.median(check_s)), float(np.median(invoke_s))
+    return {"model": model_path.name, "threads": threads, "backend": model.backend, "frames": len(pixels),
+            "check_median_us": med_check * 1e6, "check_p90_us": float(np.percentile(check_s, 90)) * 1e6,
+            "invoke_median_us": med_invoke * 1e6, "invoke_p90_us": float(np.percentile(invoke_s, 90)) * 1e6,
+            "whole_gate_median_us": float(np.median(gate_s)) * 1e6, "ratio": med_check / med_invoke,
+            "budget_ratio": 0.10, "load_average": list(os.getloadavg()), "cpu_count": os.cpu_count()}
+
+
+def evaluate(checks: InputChecks, isic_dir: Path, extra_dir: Path | None, model_path: Path, n: int = 300,
+             extra_limit: int = 2000, threads: int = 2) -> dict:
+    folder = load_isic_folder(isic_dir, skip_bad=True)
+    extra = load_isic_folder(extra_dir, skip_bad=True) if extra_dir else None
+    held_out_isic = folder.subset("val") + folder.subset("test")
+    derm = dermoscopy_rows(folder, extra, checks, extra_limit)
+    neg = negative_rows(checks, n, held_out_isic)
+    test_pixels = [preprocess(f) for f in _frames(folder.subset("test")[:300])]
+    not_skin = [r for r in neg if not r["kind"].startswith("skin")]
+    return {
+        "created": now_iso(), "git_commit": git_commit(), "input_checks": str(checks.path),
+        "input_checks_created": checks.data.get("created"), "eval_seed": EVAL_SEED,
+        "dermoscopy": derm, "not_dermoscopy": neg,
+        "pooled": {"fitted_kinds": pooled([r for r in neg if r["fitted"]], "not_dermoscopy_check"),
+                   "held_out_kinds": pooled([r for r in neg if not r["fitted"]], "not_dermoscopy_check"),
+                   "all_but_skin": pooled(not_skin, "not_dermoscopy_check"),
+                   "all": pooled(neg, "not_dermoscopy_check")},
+        "targets": {"not_dermoscopy_retake_min": 0.99, "dermoscopy_refused_max": 0.01},
+        "timing": time_check(checks, test_pixels, model_path, threads),
+        "memory": memory_report() if Path("/proc/self/clear_refs").exists() else [],
+    }
+
+
+def markdown(r: dict) -> str:
+    """The report as Markdown tables (docs/input-checks.md quotes them)."""
+    t = r["timing"]
+    lines = [f"# Input checks: evaluation ({r['created']}, commit {r['git_commit'][:12]})", "",
+             "## Dermoscopy (held out: never used to fit)", "",
+             "| source | images | refused by the not-dermoscopy check | refused by the whole gate | gate's reasons |",
+             "|---|---:|---:|---:|---|"]
+    for row in r["dermoscopy"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in row["reasons"].items() if k != "passed") or "-"
+        lines.append(f"| {row['source']} | {row['n']} | {row['not_dermoscopy_check']:.2%} | {row['retake']:.2%} "
+                     f"| {reasons} |")
+    lines += ["", f"## Not dermoscopy (seed {r['eval_seed']}; the fit used seed 1 and only the fitted kinds)", "",
+              "| kind | fitted on | frames | RETAKE (whole gate) | not-dermoscopy check alone | reasons |",
+              "|---|---|---:|---:|---:|---|"]
+    for row in r["not_dermoscopy"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in row["reasons"].items())
+        lines.append(f"| {row['kind']} | {'yes' if row['fitted'] else 'held out'} | {row['n']} | {row['retake']:.1%} "
+                     f"| {row['not_dermoscopy_check']:.1%} | {reasons} |")
+    for row in r["not_dermoscopy"]:
+        for name, sub in row.get("per_image", {}).items():
+            lines.append(f"| {row['kind']}: {name} (separate crops) | held out | {sub['n']} | {sub['retake']:.1%} | "
+                         f"{sub['not_dermoscopy_check']:.1%} | |")
+    for name, p in r["pooled"].items():
+        lines.append(f"| **{name.replace('_', ' ')}** | | {p['n']} | **{p['retake']:.1%}** | "
+                     f"{p['not_dermoscopy_check']:.1%} | |")
+    lines += ["", "## Cost", "",
+              (f"On {t['frames']} ISIC test images, interleaved in one process ({t['backend']}, {t['threads']} threads, "
+              f"load average {t['load_average'][0]:.1f} on {t['cpu_count']} CPUs): the not-dermoscopy check "
+              f"{t['check_median_us']:.0f} us median (p90 {t['check_p90_us']:.0f}), {t['model']} invoke "
+              f"{t['invoke_median_us']:.0f} us (p90 {t['invoke_p90_us']:.0f}): ratio **{t['ratio']:.1%}** (budget "
+              f"{t['budget_ratio']:.0%}). The whole gate (with focus, brightness, lesion contrast) takes "
+              f"{t['whole_gate_median_us']:.0f} us."), ""]
+    if r.get("memory"):
+        lines += ["## Memory of one image", "", ("Peak resident memory added by reading a black PNG through "
+                                                 "`read_image` + `preprocess`, each in a fresh process:"), "",
+                  "| image | file | result | peak memory added |", "|---|---:|---|---:|"]
+        for m in r["memory"]:
+            result = "224x224 input" if isinstance(m["result"], list) else "refused before decoding"
+            lines.append(f"| {m['width']}x{m['height']} ({m['width'] * m['height'] / 1e6:.0f} MP) | "
+                         f"{m['file_mb']:.2f} MB | {result} | {m['peak_increase_mb']:.0f} MB |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write(r: dict, out_dir: Path) -> Path:
+    write_json(out_dir / "evaluation.json", r)
+    md = out_dir / "evaluation.md"
+    md.write_text(markdown(r))
+    return md
+

@@ -1,0 +1,158 @@
+"""The input checks on real ISIC images and generated non-dermoscopy: not-dermoscopy, grayscale, focus, shape.
+
+They use the shipped models/input_checks.json (written by `python -m quantize input-checks fit`)."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_sca.errors import ModelError
+from edge_sca.input_checks import default_path, load_input_checks
+from edge_sca.isic import load_isic_folder
+from edge_sca.preprocess import PREPROCESS_VERSION, preprocess, read_image
+from edge_sca.quality import Retake, check_quality
+from quantize import negatives
+from quantize.density import fit_logistic, fit_mixture
+from quantize.input_fit import source_threshold
+
+
+@pytest.fixture(scope="module")
+def checks():
+    return load_input_checks()
+
+
+@pytest.fixture(scope="module")
+def lesions(tiny_isic):
+    """The 18 real ISIC images of the tiny folder, as stored (UDA-1 camera-like frames first)."""
+    return [read_image(r.path) for r in load_isic_folder(tiny_isic).records]
+
+
+@pytest.fixture(scope="module")
+def small_lesions(isic_dir):
+    """Six ISIC test images stored at 256 px or less (HAM10000, ISIC 2017): blur at their size is what the model sees."""
+    test = load_isic_folder(isic_dir).subset("test")
+    frames = {src: [f for f in (read_image(r.path) for r in test[:120] if r.dataset == src) if max(f.shape) <= 256]
+              for src in ("HAM10000", "ISIC 2017 challenge")}
+    return frames["HAM10000"][:3] + frames["ISIC 2017 challenge"][:3]
+
+
+def gate(frame: np.ndarray, checks) -> Retake | None:
+    return check_quality(frame, preprocess(frame), checks).code
+
+
+def test_real_dermoscopy_passes(lesions, checks):
+    codes = [gate(f, checks) for f in lesions]
+    assert sum(c is not None for c in codes) <= 1, codes  # evaluation: ~1-2% of held-out ISIC is refused
+
+
+@pytest.mark.parametrize("kind", sorted(negatives.GENERATED))
+def test_generated_non_dermoscopy_gets_retake(kind, checks):
+    frames = list(negatives.generated(kind, 6, seed=7))  # a seed neither the fit (1) nor the evaluation (2) used
+    codes = [gate(f, checks) for f in frames]
+    assert sum(c is None for c in codes) <= 1, codes  # evaluation: >= 99% for every generated kind
+
+
+def test_the_issues_examples_are_refused_as_not_dermoscopy(checks):
+    rng = np.random.default_rng(3)
+    bars = negatives.colour_bars(rng)
+    page = negatives.text(rng)
+    sky = np.zeros((480, 640, 3), np.uint8)
+    sky[:] = np.linspace([70, 130, 235], [200, 220, 245], 480)[:, None].astype(np.uint8)
+    cv2.ellipse(sky, (330, 250), (60, 45), 20, 0, 360, (40, 30, 30), -1, cv2.LINE_AA)
+    sky = (sky + np.random.default_rng(0).normal(0, 3, sky.shape)).clip(0, 255).astype(np.uint8)
+    for frame in (bars, page, sky):
+        assert gate(frame, checks) in (Retake.NOT_DERMOSCOPY, Retake.GRAYSCALE), gate(frame, checks)  # a page may be gray
+
+
+def test_photos_from_scikit_image_get_retake(checks):
+    pytest.importorskip("skimage")
+    frames = list(negatives.photos(18, seed=7)) + list(negatives.faces(10, seed=7))
+    codes = [gate(f, checks) for f in frames]
+    assert sum(c is None for c in codes) <= len(frames) // 4, codes  # the hardest kind: see the evaluation
+
+
+@pytest.mark.parametrize("depth", [8, 16])
+def test_grayscale_copy_of_a_lesion_is_refused(lesions, checks, tmp_path, depth):
+    gray = cv2.cvtColor(lesions[0], cv2.COLOR_RGB2GRAY)
+    path = tmp_path / f"gray{depth}.png"
+    cv2.imwrite(str(path), gray.astype(np.uint16) * 257 if depth == 16 else gray)
+    r = check_quality(read_image(path), preprocess(read_image(path)), checks)
+    assert r.code is Retake.GRAYSCALE and "grayscale" in r.reason
+
+
+def test_nearly_grayscale_lesion_is_refused(lesions, checks):
+    hsv = cv2.cvtColor(lesions[0], cv2.COLOR_RGB2HSV)
+    hsv[..., 1] = (hsv[..., 1] * 0.1).astype(np.uint8)
+    assert gate(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB), checks) is Retake.GRAYSCALE
+
+
+def test_strip_beyond_two_to_one_is_refused(lesions, checks):
+    strip = cv2.resize(lesions[0], (2000, 8))
+    r = check_quality(strip, preprocess(strip), checks)
+    assert r.code is Retake.ASPECT_RATIO and "250.0:1" in r.reason
+
+
+@pytest.mark.parametrize("blur", [
+    lambda im: cv2.GaussianBlur(im, (0, 0), 1.5),
+    lambda im: cv2.GaussianBlur(im, (0, 0), 3),
+    lambda im: cv2.GaussianBlur(cv2.resize(im, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC), (0, 0), 1.5),
+    lambda im: cv2.filter2D(im, -1, np.full((1, 9), 1 / 9, np.float32)),
+], ids=["gauss1.5", "gauss3", "upscaled-then-blurred", "motion9"])
+def test_blur_at_capture_size_is_out_of_focus(small_lesions, checks, blur):
+    assert all(gate(f, checks) is None for f in small_lesions)
+    codes = [gate(blur(f), checks) for f in small_lesions]
+    assert codes.count(Retake.OUT_OF_FOCUS) >= 5, codes
+
+
+def test_large_frames_are_judged_at_twice_the_model_size(lesions, checks):
+    """A 768 px UDA-1 frame is measured at 448 px: sigma 3 there is still refused (sigma 1.5 is not: docs)."""
+    codes = [gate(cv2.GaussianBlur(f, (0, 0), 3 * max(f.shape[:2]) / 448), checks) for f in lesions[:6]]
+    assert codes.count(Retake.OUT_OF_FOCUS) >= 5, codes
+
+
+def test_the_file_records_how_it_was_made(checks):
+    d = checks.data
+    assert d["preprocess_version"] == PREPROCESS_VERSION and d["git_commit"] and d["data"]["isic_metadata_sha256"]
+    assert d["focus"]["rule"]["both_targets_met"] and d["dermoscopy"]["fit"]["negative_kinds"].keys() == set(
+        negatives.FIT_KINDS)
+    assert default_path().name == "input_checks.json"
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d.update(preprocess_version=PREPROCESS_VERSION + 1), "fitted for preprocessing"),
+    (lambda d: d.update(features=d["features"][:-1]), "other frame statistics"),
+    (lambda d: d["focus"].pop("min_sharpness"), "malformed input checks"),
+    (lambda d: d.update(format=99), "format 99"),
+])
+def test_stale_or_broken_files_are_refused(checks, tmp_path, edit, match):
+    data = json.loads(checks.path.read_text())
+    edit(data)
+    path = tmp_path / "input_checks.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match=match):
+        load_input_checks(path)
+
+
+def test_missing_file_says_how_to_make_it(tmp_path):
+    with pytest.raises(ModelError, match="input-checks fit"):
+        load_input_checks(tmp_path / "input_checks.json")
+
+
+def test_mixture_and_logistic_fits_recover_what_they_should():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(-4, 1, (400, 3)), rng.normal(4, 1, (400, 3))
+    mix = fit_mixture(np.vstack([a, b]), 2)
+    assert sorted(round(m[0]) for m in mix["means"]) == [-4, 4]
+    w, bias = fit_logistic(np.vstack([a, b]), np.r_[np.zeros(400), np.ones(400)], quadratic=False, steps=300)
+    assert ((np.vstack([a, b]) @ w + bias > 0) == np.r_[np.zeros(400), np.ones(400)]).mean() > 0.99
+
+
+def test_threshold_protects_the_smallest_source():
+    scores = np.r_[np.zeros(1000), np.full(10, 5.0)]
+    sources = ["big"] * 1000 + ["small"] * 10
+    threshold, per = source_threshold(scores, sources, 0.01)
+    assert threshold == 5.0 and per["big"] == 0.0
