@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--audit-log", help="append one JSON line per decision here (fsynced, rotated by size)")
     s.add_argument("--bridge", metavar="PORT", help="serial port of the dermoscope board (e.g. /dev/ttyACM0): "
                    "wait for its trigger, set the illumination, show the result")
-    s.add_argument("--board-timeout", type=_positive_float, default=config.BOARD_TIMEOUT_S, metavar="SECONDS",
+    s.add_argument("--board-timeout", type=positive_float, default=config.BOARD_TIMEOUT_S, metavar="SECONDS",
                    help="a board that went away is reopened with backoff; after this long without it, exit with "
                    f"status 3 so that systemd restarts the service (default {config.BOARD_TIMEOUT_S:g})")
     add_common(s)
@@ -187,16 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_common(s)
     s.set_defaults(func=cmd_classify)
     return p
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} should be more than 0")
-    return value
 
 
 def _add_model(s: argparse.ArgumentParser) -> None:

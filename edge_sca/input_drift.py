@@ -82,7 +82,8 @@ class InputDriftMonitor:
         p_ref = checks.p_reference(model_sha256)
         if p_ref is None:
             log.warning("%s has no p(malignant) reference for model %s...: p(malignant) drift is not followed; "
-                        "rerun `python -m quantize input-checks fit --p-reference-only`", checks.path, model_sha256[:12])
+                        "rerun `python -m quantize input-checks fit --p-reference-only`", checks.path,
+                        model_sha256[:12])
         else:
             self.stats["p_malignant"] = _Stat(p_ref)
         self.n = 0
@@ -113,7 +114,7 @@ class InputDriftMonitor:
         """The malignant share best explaining every statistic at once, and each one's PSI left over there."""
         used = {k: st for k, st in self.stats.items() if st.counts.sum()}
         if not used:
-            return self.reference_share, {k: 0.0 for k in self.stats}
+            return self.reference_share, dict.fromkeys(self.stats, 0.0)
         raw = {k: _psi_by_share(st.counts, st.benign, st.malignant) for k, st in used.items()}
         best = int(np.argmin(np.sum(list(raw.values()), axis=0)))
         left = {k: max(0.0, float(r[best]) - (len(self.stats[k].counts) - 1) / max(self.stats[k].counts.sum(), 1.0))

@@ -175,7 +175,8 @@ def _drop_duplicates(folder: IsicFolder, meta: Path) -> list[Record]:
             conflicts.setdefault(r.isic_id, [seen]).append(r)
         else:
             _skip(folder, "duplicate rows")
-            log.warning("%s line %d: %s repeats line %d with the same label (skipped)", meta, r.row, r.isic_id, seen.row)
+            log.warning("%s line %d: %s repeats line %d with the same label (skipped)", meta, r.row, r.isic_id,
+                        seen.row)
     if conflicts:
         named = "; ".join(f"{i} (lines {', '.join(str(r.row) for r in rs)}: "
                           f"{', '.join(_label_name(r.label) for r in rs)})" for i, rs in list(conflicts.items())[:5])

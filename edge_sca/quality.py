@@ -10,7 +10,7 @@ thresholds live in edge_sca.config (QUALITY_*); the calibrated ones in models/in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import cv2
 import numpy as np
@@ -21,7 +21,7 @@ from edge_sca.frame_stats import SATURATION, frame_features
 from edge_sca.input_checks import InputChecks
 
 
-class Retake(str, Enum):
+class Retake(StrEnum):
     """Why a frame gets no decision: the code programs use (audit log, report, display); messages are for people."""
 
     ASPECT_RATIO = "aspect_ratio"

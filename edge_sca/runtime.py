@@ -76,7 +76,8 @@ class Runtime:
 
     def __init__(self, model_path: str | Path, threads: int | None = None, shadow_float: str | Path | None = None,
                  shadow_every: int = config.SHADOW_EVERY, audit_log: str | Path | AuditLog | None = None,
-                 selftest_bound: float = config.SELFTEST_MAX_DELTA, input_checks: str | Path | InputChecks | None = None):
+                 selftest_bound: float = config.SELFTEST_MAX_DELTA,
+                 input_checks: str | Path | InputChecks | None = None):
         self.model = TFLiteModel(model_path, threads=threads)  # refuses a model whose sha256 != manifest
         self.threshold = self.model.threshold
         self.checks = (input_checks if isinstance(input_checks, InputChecks)

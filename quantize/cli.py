@@ -9,7 +9,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from edge_sca.cli_common import add_common, emit, run_cli
+from edge_sca.cli_common import add_common, emit, positive_float, positive_int, run_cli
 from edge_sca.config import MODEL_NAMES
 from edge_sca.errors import EdgeScaError
 
@@ -262,7 +262,6 @@ def _add_input_check_options(s: argparse.ArgumentParser) -> None:
 
 
 def _add_input_checks(sub: argparse._SubParsersAction) -> None:
-    from edge_sca.cli_common import positive_int
     from edge_sca.config import INPUT_CHECKS_FILE, MODELS_DIR, model_stem
 
     default_out = MODELS_DIR / INPUT_CHECKS_FILE
@@ -273,9 +272,10 @@ def _add_input_checks(sub: argparse._SubParsersAction) -> None:
     cmds = p.add_subparsers(title="input-checks commands")
     s = cmds.add_parser("fit", help="measure the focus curve, fit the checks, write models/input_checks.json",
                         description="Focus threshold from ISIC test images blurred at capture size (curve in "
-                        "reports/input_checks/focus.png), grayscale threshold, the not-dermoscopy check (fitted on ISIC "
-                        "train + half of isic_extra against generated frames), and the drift reference (ISIC train, "
-                        "and p(malignant) on val for each int8 model in --models-dir). About 5 minutes on 2 cores.")
+                        "reports/input_checks/focus.png), grayscale threshold, the not-dermoscopy check (fitted on "
+                        "ISIC train + half of isic_extra against generated frames), and the drift reference (ISIC "
+                        "train, and p(malignant) on val for each int8 model in --models-dir). A few minutes on 2 "
+                        "cores.")
     s.add_argument("--out", default=str(default_out), help=f"the file to write (default {default_out})")
     s.add_argument("--models-dir", default=str(MODELS_DIR), help="int8 models whose p(malignant) reference to store")
     s.add_argument("--components", type=positive_int, default=6, help="Gaussian mixture components (default 6)")
@@ -310,7 +310,7 @@ def _add_convert_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
     s.add_argument("--models-dir", default=str(MODELS_DIR), help="where <stem>.keras is read and .tflite written")
     s.add_argument("--reports-dir", default=str(default_reports_dir()), help="reports go to <dir>/<model>/")
-    s.add_argument("--calibration-size", type=int, help="calibration images: a stratified subset of the "
+    s.add_argument("--calibration-size", type=positive_int, help="calibration images: a stratified subset of the "
                    "calibration column, or of train when the metadata has no calibration column")
     s.add_argument("--io", choices=("int8", "uint8"), default="int8", help="int8 model input/output type")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad rows, counting them")
@@ -346,18 +346,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, choices=MODEL_NAMES)
     s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
     s.add_argument("--out-dir", default=str(MODELS_DIR), help="where the model, record and checkpoints go")
-    s.add_argument("--epochs", type=int, default=30)
-    s.add_argument("--steps-per-epoch", type=int, default=100, help="balanced batches per epoch")
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--image-size", type=int, default=224,
+    s.add_argument("--epochs", type=positive_int, default=30)
+    s.add_argument("--steps-per-epoch", type=positive_int, default=100, help="balanced batches per epoch")
+    s.add_argument("--batch-size", type=positive_int, default=64)
+    s.add_argument("--image-size", type=positive_int, default=224,
                    help="training size; below 224 the last --final-epochs run at 224 (progressive resizing)")
     s.add_argument("--final-epochs", type=int, default=0, help="epochs at 224 at the end (default 1 if resizing)")
-    s.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate, cosine-decayed to 1%%")
+    s.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate, cosine-decayed to 1%%")
     s.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled weight decay (0: plain Adam)")
     s.add_argument("--label-smoothing", type=float, default=0.0)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--limit", type=int, help="use only the first N images of each class per split (quick runs)")
-    s.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
+    s.add_argument("--threads", type=positive_int, help="TensorFlow intra-op threads (default: all cores)")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad rows, counting them")
     s.add_argument("--resume", action="store_true", help="continue the run in the checkpoint folder")
     s.add_argument("--finalize", action="store_true", help="export the best checkpoint now, without training more")
@@ -412,8 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("debug", help="per-layer int8 error (TFLite QuantizationDebugger) on calibration images")
     s.add_argument("--model", required=True, choices=MODEL_NAMES)
-    s.add_argument("--images", type=int, default=16, help="calibration images to run (default 16)")
-    s.add_argument("--top", type=int, default=10, help="layers to print (all go to layers.json)")
+    s.add_argument("--images", type=positive_int, default=16, help="calibration images to run (default 16)")
+    s.add_argument("--top", type=positive_int, default=10, help="layers to print (all go to layers.json)")
     _add_convert_options(s)
     add_common(s)
     s.set_defaults(func=cmd_debug)

@@ -37,7 +37,9 @@ def fit_mixture(z: np.ndarray, k: int, seed: int = 0, reg: float = 1e-3, iters: 
     means = _kmeans_pp(z, k, rng)
     resp = np.eye(k)[np.argmin(((z[:, None] - means[None]) ** 2).sum(2), axis=1)]
     prev = -np.inf
-    for it in range(iters):
+    steps = 0
+    for _ in range(iters):
+        steps += 1
         nk = resp.sum(0) + 1e-10
         weights, means = nk / n, (resp.T @ z) / nk[:, None]
         covs = np.array([((resp[:, j, None] * (z - means[j])).T @ (z - means[j])) / nk[j] + reg * np.eye(d)
@@ -51,7 +53,7 @@ def fit_mixture(z: np.ndarray, k: int, seed: int = 0, reg: float = 1e-3, iters: 
         if ll - prev < tol:
             break
         prev = ll
-    log.info("mixture of %d: mean log-likelihood %.3f after %d EM steps", k, ll, it + 1)
+    log.info("mixture of %d: mean log-likelihood %.3f after %d EM steps", k, ll, steps)
     return _as_dict(weights, means, covs)
 
 

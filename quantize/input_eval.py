@@ -185,7 +185,8 @@ def markdown(r: dict) -> str:
         lines.append(f"| **{name.replace('_', ' ')}** | | {p['n']} | **{p['retake']:.1%}** | "
                      f"{p['not_dermoscopy_check']:.1%} | |")
     lines += ["", "## Cost", "",
-              (f"On {t['frames']} ISIC test images, interleaved in one process ({t['backend']}, {t['threads']} threads, "
+              (f"On {t['frames']} ISIC test images, interleaved in one process ({t['backend']}, {t['threads']} threads,"
+               f" "
               f"load average {t['load_average'][0]:.1f} on {t['cpu_count']} CPUs): the not-dermoscopy check "
               f"{t['check_median_us']:.0f} us median (p90 {t['check_p90_us']:.0f}), {t['model']} invoke "
               f"{t['invoke_median_us']:.0f} us (p90 {t['invoke_p90_us']:.0f}): ratio **{t['ratio']:.1%}** (budget "

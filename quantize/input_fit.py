@@ -5,8 +5,8 @@
 2. Grayscale: GRAYSCALE_FRACTION of the ISIC training images' GRAYSCALE_QUANTILE saturation.
 3. "Not a dermoscopy frame" on edge_sca.frame_stats features. Dermoscopy: the ISIC train split plus the lesions of
    ../shared/isic_extra that hash to its fitting half (the other half is held out). Not dermoscopy: the generated
-   FIT_KINDS (quantize.negatives); every other kind is held out for `input-checks evaluate`. A Gaussian mixture is fitted
-   on dermoscopy alone, a logistic regression against the generated kinds; each threshold refuses at most
+   FIT_KINDS (quantize.negatives); every other kind is held out for `input-checks evaluate`. A Gaussian mixture is
+   fitted on dermoscopy alone, a logistic regression against the generated kinds; each threshold refuses at most
    DERMOSCOPY_MAX_REFUSED_PER_SCORE of every training source (the strictest source sets it).
 4. Drift reference: the ISIC train split's statistics, and per int8 model in models/ its p(malignant) on val.
 """
@@ -188,7 +188,8 @@ def calibrate_focus(folder: IsicFolder, extra: IsicFolder | None, reports_dir: P
     per_source = {}
     for src in sorted({r.dataset for r in test + val}):
         idx = [i for i, r in enumerate(val) if r.dataset == src]
-        per_source[src or "ISIC"] = {"images": len(idx), "sharp_refused": float(np.mean(held["sharp"][idx] < threshold))}
+        per_source[src or "ISIC"] = {"images": len(idx),
+                                     "sharp_refused": float(np.mean(held["sharp"][idx] < threshold))}
     report = {"threshold": threshold, "rule": rule, "split": "test", "images": len(test),
               "refused_at_threshold": focus_curve.refused(values, threshold),
               "held_out_val": {"images": len(val), "refused_at_threshold": focus_curve.refused(held, threshold),
@@ -256,7 +257,8 @@ def refresh_p_references(isic_dir: Path, models_dir: Path, path: Path) -> dict:
 def summary_line(data: dict) -> str:
     d, f = data["dermoscopy"], data["focus"]
     return (f"focus threshold {f['min_sharpness']:.4f} ({f['rule']['chosen']}); grayscale below saturation "
-            f"{data['grayscale']['min_saturation']:.1f}; not-dermoscopy check fitted on {d['fit']['dermoscopy_images']} "
+            f"{data['grayscale']['min_saturation']:.1f}; not-dermoscopy check fitted on "
+            f"{d['fit']['dermoscopy_images']} "
             f"dermoscopy images and {sum(d['fit']['negative_kinds'].values())} generated frames (mixture threshold "
             f"{d['mixture_threshold']:.2f}, logistic {d['logistic_threshold']:.2f}); p(malignant) references for "
             f"{len(data['reference']['p_malignant'])} models. Evaluate with `python -m quantize input-checks evaluate`")

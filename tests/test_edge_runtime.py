@@ -276,7 +276,7 @@ def test_a_board_that_does_not_return_ends_the_run_with_status_3(runtime, random
     assert rc == ExitStatus.HARDWARE == 3 and "error: the board has been gone" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["run", "--board-timeout", "0", "--model", str(random_models["int8"])])
-    assert exc.value.code == 2 and "should be more than 0" in capsys.readouterr().err
+    assert exc.value.code == 2 and "is out of range: must be a number above 0" in capsys.readouterr().err
 
 
 def test_controller_loop_stops_on_request_without_trigger(runtime):

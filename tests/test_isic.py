@@ -120,8 +120,9 @@ def test_non_utf8_metadata_is_one_clear_line(tmp_path):
 def test_empty_labels_are_unlabelled_not_dropped(isic_dir, tmp_path):
     ids = ["ISIC_0000000", "ISIC_0000001", "ISIC_0000002"]
     link_images(isic_dir, tmp_path, ids)
-    write_meta(tmp_path, [{"isic_id": ids[0], "benign_malignant": "benign"}, {"isic_id": ids[1], "benign_malignant": ""},
-                          {"isic_id": ids[2], "benign_malignant": " "}], ["isic_id", "benign_malignant"])
+    rows = [{"isic_id": ids[0], "benign_malignant": "benign"}, {"isic_id": ids[1], "benign_malignant": ""},
+            {"isic_id": ids[2], "benign_malignant": " "}]
+    write_meta(tmp_path, rows, ["isic_id", "benign_malignant"])
     training = load_isic_folder(tmp_path)
     assert len(training.records) == 1 and training.skipped == {"unlabelled": 2}
     replay = load_isic_folder(tmp_path, require_labels=False)
