@@ -40,6 +40,7 @@ class Record:
     calibration: bool
     lesion_id: str
     row: int  # line number in metadata.csv, for error messages
+    source: str = ""  # where the image comes from: the `dataset` column ("" when the metadata has none)
 
 
 @dataclass
@@ -159,7 +160,7 @@ def _parse_row(folder: IsicFolder, meta: Path, line: int, row: dict[str, str], s
         _skip(folder, "indeterminate")
         return None
     return Record(isic_id, path or folder.root / f"{isic_id}.jpg", label, split, calibration,
-                  (row.get("lesion_id") or isic_id).strip(), line)
+                  (row.get("lesion_id") or isic_id).strip(), line, (row.get("dataset") or "").strip())
 
 
 def _image_path(root: Path, isic_id: str) -> Path | None:

@@ -49,7 +49,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       train_size=args.image_size, final_epochs=args.final_epochs, lr=args.lr,
                       weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, seed=args.seed,
                       limit=args.limit, threads=args.threads, skip_bad=args.skip_bad,
-                      init_from=args.init_from)
+                      init_from=args.init_from, extra_isic_dirs=args.extra_isic_dir or [], augment=args.augment,
+                      source_balance=args.source_balance, ema_decay=args.ema, select_on=args.select_on)
     if cfg.train_size != 224 and cfg.final_epochs == 0:
         cfg.final_epochs = 1
     record = train(cfg, resume=args.resume, finalize_only=args.finalize)
@@ -251,6 +252,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="use only the first N images of each class per split (quick runs)")
     s.add_argument("--threads", type=int, help="TensorFlow intra-op threads (default: all cores)")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad rows, counting them")
+    s.add_argument("--extra-isic-dir", action="append", metavar="DIR",
+                   help="another ISIC folder whose train rows join the training set (repeatable; e.g. "
+                   "../shared/isic_extra); val, test and the threshold stay on --isic-dir")
+    s.add_argument("--augment", default="basic", choices=("basic", "strong"),
+                   help="augmentation preset: basic (rotation 30, scale 10%%, colour 10%%) or strong (any rotation, "
+                   "scale 25%%, colour/saturation/gamma jitter, half the images degraded to 48-224 px and back)")
+    s.add_argument("--source-balance", type=float, metavar="POWER",
+                   help="sample a source (metadata `dataset`), then a class within it, with source weight "
+                   "size**POWER (0: equal, 1: by size); default: class balance only")
+    s.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="validate and export an exponential moving average of the weights (e.g. 0.995; 0: off)")
+    s.add_argument("--select-on", default="sources", choices=("sources", "pooled"),
+                   help="best epoch by the mean of per-source val AUROC (default) or by pooled val AUROC")
     s.add_argument("--resume", action="store_true", help="continue the run in the checkpoint folder")
     s.add_argument("--finalize", action="store_true", help="export the best checkpoint now, without training more")
     s.add_argument("--init-from", metavar="MODEL.keras",
