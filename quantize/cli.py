@@ -10,7 +10,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from edge_sca.cli_common import add_common, emit, run_cli  # noqa: E402
-from edge_sca.config import MODEL_NAMES  # noqa: E402
+from edge_sca.config import MODEL_NAMES, MODELS_DIR, TARGET_SENSITIVITY  # noqa: E402
 from edge_sca.errors import EdgeScaError  # noqa: E402
 
 
@@ -46,19 +46,61 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(model=args.model, isic_dir=str(resolve_isic_dir(args.isic_dir)), out_dir=args.out_dir,
                       epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-                      train_size=args.image_size, final_epochs=args.final_epochs, lr=args.lr,
+                      train_size=args.image_size, final_epochs=args.final_epochs or 0, lr=args.lr,
                       weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, seed=args.seed,
                       limit=args.limit, threads=args.threads, skip_bad=args.skip_bad,
                       init_from=args.init_from, extra_isic_dirs=args.extra_isic_dir or [], augment=args.augment,
-                      source_balance=args.source_balance, ema_decay=args.ema, select_on=args.select_on)
-    if cfg.train_size != 224 and cfg.final_epochs == 0:
-        cfg.final_epochs = 1
+                      source_balance=args.source_balance, ema_decay=args.ema, select_on=args.select_on,
+                      snapshot_every=args.snapshot_every)
+    if args.final_epochs is None:  # resizing ends with one epoch at 224 unless told otherwise
+        cfg.final_epochs = 1 if cfg.train_size != 224 else 0
     record = train(cfg, resume=args.resume, finalize_only=args.finalize)
     summary = {k: record[k] for k in ("artifact", "epochs_completed", "best_epoch", "threshold", "metrics")}
     emit(summary, args.json, lambda r: (
         f"{r['artifact']}: {r['epochs_completed']} epochs (best {r['best_epoch']}), threshold {r['threshold']:.4f}; "
         f"test balanced accuracy {r['metrics']['test']['balanced_accuracy']:.3f}, "
         f"sensitivity {r['metrics']['test']['sensitivity']:.3f}, AUROC {r['metrics']['test']['auroc']:.3f}"))
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from quantize.pack import PackOptions, pack_folder
+
+    opts = PackOptions(size=args.size, quality=args.quality, max_train_per_group=args.max_train_per_group,
+                       splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()))
+    result = pack_folder(args.isic_dir, args.out, opts)
+    emit(result, args.json, lambda r: f"{args.out}: {r['images']} images, {r['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
+def _fmt_rates(r: dict) -> str:
+    lo, hi = r["sensitivity_ci95"]
+    slo, shi = r["specificity_ci95"]
+    return (f"threshold {r['threshold']:.4f}: sensitivity {r['sensitivity']:.3f} (95% CI {lo:.3f}-{hi:.3f}), "
+            f"specificity {r['specificity']:.3f} (95% CI {slo:.3f}-{shi:.3f})")
+
+
+def _fmt_recalibration(r: dict) -> str:
+    c = r["counts"]
+    lines = [f"{r['isic_dir']} ({r['split']}): {c['malignant']} malignant, {c['benign']} benign images"]
+    for m in r["models"]:
+        lines.append(f"{m['model']}: current {_fmt_rates(m['current'])}")
+        if "proposed" in m:
+            lines.append(f"{' ' * len(m['model'])}  proposed {_fmt_rates(m['proposed'])} (on these same images)")
+    return "\n".join(lines)
+
+
+def cmd_recalibrate(args: argparse.Namespace) -> int:
+    from quantize.recalibrate import RecalibrateOptions, recalibrate
+
+    opts = RecalibrateOptions(target_sensitivity=args.target_sensitivity, split=args.split)
+    report = recalibrate(args.isic_dir, args.models_dir, args.out_dir, args.model, opts)
+    emit(report, args.json, _fmt_recalibration)
+    if report["status"] != "proposed":
+        print(f"error: no threshold proposed and nothing written: {report['reason']}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(report['models'])} models with new manifests to {args.out_dir}; check them, then sign a bundle "
+          f"with `make bundle MODELS_DIR={args.out_dir}`", file=sys.stderr)
     return 0
 
 
@@ -244,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--image-size", type=int, default=224,
                    help="training size; below 224 the last --final-epochs run at 224 (progressive resizing)")
-    s.add_argument("--final-epochs", type=int, default=0, help="epochs at 224 at the end (default 1 if resizing)")
+    s.add_argument("--final-epochs", type=int, help="epochs at 224 at the end (default 1 if resizing; 0: none, "
+                   "the model is still exported at 224)")
     s.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate, cosine-decayed to 1%%")
     s.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled weight decay (0: plain Adam)")
     s.add_argument("--label-smoothing", type=float, default=0.0)
@@ -265,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate and export an exponential moving average of the weights (e.g. 0.995; 0: off)")
     s.add_argument("--select-on", default="sources", choices=("sources", "pooled"),
                    help="best epoch by the mean of per-source val AUROC (default) or by pooled val AUROC")
+    s.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                   help="also keep the validated weights of every Nth epoch in the checkpoint folder")
     s.add_argument("--resume", action="store_true", help="continue the run in the checkpoint folder")
     s.add_argument("--finalize", action="store_true", help="export the best checkpoint now, without training more")
     s.add_argument("--init-from", metavar="MODEL.keras",
@@ -323,6 +368,37 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert_options(s)
     add_common(s)
     s.set_defaults(func=cmd_debug)
+
+    s = sub.add_parser("pack", help="a smaller copy of an ISIC folder (for training where the full one cannot go)",
+                       description="Squash-resize every image to --size (copying those already that small), "
+                       "optionally cap train rows per source and class, and write an ordinary ISIC folder with a "
+                       "PACK.json record. Used to send training data to a lent accelerator machine.")
+    s.add_argument("--isic-dir", required=True, help="the ISIC folder to pack")
+    s.add_argument("--out", required=True, help="new, empty folder for the packed copy")
+    s.add_argument("--size", type=int, default=128, help="square side of the stored images (default 128)")
+    s.add_argument("--quality", type=int, default=85, help="JPEG quality of re-encoded images (default 85)")
+    s.add_argument("--max-train-per-group", type=int, help="keep at most this many train rows per source and class")
+    s.add_argument("--splits", default="train,val,test", help="splits to keep, comma-separated (default all)")
+    add_common(s)
+    s.set_defaults(func=cmd_pack)
+
+    s = sub.add_parser("recalibrate", help="re-check the decision threshold on a site's own labelled captures",
+                       description="Score a folder of the site's own labelled captures (ISIC layout: images plus "
+                       "metadata.csv with isic_id and benign_malignant) with every .tflite model, report sensitivity "
+                       "and specificity at the current threshold with Wilson 95%% intervals, and propose the highest "
+                       "threshold giving the target sensitivity there. Refuses (exit 2, nothing written) when there "
+                       "are too few malignant or benign images, saying how many are needed. Writes copies of the "
+                       "models with new manifests to --out-dir, for `make bundle MODELS_DIR=<out-dir>`.")
+    s.add_argument("--isic-dir", required=True, help="the site's labelled captures, in the ISIC folder layout")
+    s.add_argument("--models-dir", default=str(MODELS_DIR), help="where the .tflite models and manifests are")
+    s.add_argument("--out-dir", required=True, help="new folder for the models with recalibrated manifests")
+    s.add_argument("--model", action="append", choices=MODEL_NAMES, help="only this architecture (repeatable)")
+    s.add_argument("--target-sensitivity", type=float, default=TARGET_SENSITIVITY,
+                   help="malignant sensitivity the proposed threshold must reach (default %(default)s)")
+    s.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
+                   help="which rows of the folder to use (default all)")
+    add_common(s)
+    s.set_defaults(func=cmd_recalibrate)
 
     s = sub.add_parser("import-checkpoint", help="turn an original CancerNet-SCa TF 1.x checkpoint into a .pb",
                        description=("Restores model.meta + model-N.*, freezes keras_learning_phase to 0 and writes a "

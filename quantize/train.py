@@ -57,6 +57,7 @@ class TrainConfig:
     source_balance: float | None = None  # sample source, then class (weight: source size ** this); None: class only
     ema_decay: float = 0.0  # exponential moving average of the weights, evaluated and exported (0: off)
     select_on: str = "sources"  # "sources": mean of per-source val AUROC; "pooled": pooled val AUROC
+    snapshot_every: int = 0  # also keep the evaluated weights of every Nth epoch (0: only best and last)
 
     def size_at(self, epoch: int) -> int:
         """Image size of a 0-based epoch: train_size, then 224 for the last final_epochs."""
@@ -82,7 +83,16 @@ def _paths(cfg: TrainConfig) -> dict[str, Path]:
             "model": out / f"{model_stem(cfg.model)}.keras", "record": out / f"{model_stem(cfg.model)}.json"}
 
 
+def _tensorflow_backend() -> bool:
+    """Keras runs on TensorFlow here; on an accelerator machine without TensorFlow it can run on JAX."""
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
+
+
 def _configure_tf(threads: int | None) -> None:
+    if not _tensorflow_backend():
+        return
     import tensorflow as tf
 
     if threads:
@@ -127,15 +137,18 @@ def predict_keras(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
 
 
 def _dataset(cfg: TrainConfig, train: Arrays, epoch: int):
-    import tensorflow as tf
-
+    """The epoch's batches: a prefetching tf.data pipeline on TensorFlow, the plain generator on other backends."""
     from quantize.augment import balanced_batches
 
-    size = train.x.shape[1]
-    sig = (tf.TensorSpec((None, size, size, 3), tf.float32), tf.TensorSpec((None, 2), tf.float32))
     groups = sampling_groups(train.y, train.sources) if cfg.source_balance is not None else None
     gen = lambda: balanced_batches(train.x, train.y, cfg.batch_size, seed=cfg.seed * 100_003 + epoch,  # noqa: E731
                                    groups=groups, group_power=cfg.source_balance or 0.0, cfg=PRESETS[cfg.augment])
+    if not _tensorflow_backend():
+        return gen()
+    import tensorflow as tf
+
+    size = train.x.shape[1]
+    sig = (tf.TensorSpec((None, size, size, 3), tf.float32), tf.TensorSpec((None, 2), tf.float32))
     return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(4)
 
 
@@ -268,8 +281,7 @@ def _run_epoch(cfg: TrainConfig, state: TrainState, model, train_full: Arrays, v
     state.images_seen += images
     state.train_seconds += seconds
     entry = {"epoch": state.epoch, "size": size, "val_size": INPUT_SIZE, "images_per_s": images / seconds,
-             "lr": float(model.optimizer.learning_rate.numpy()) if hasattr(model.optimizer.learning_rate, "numpy")
-             else None, "val": {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "ppv",
+             "lr": float(np.asarray(model.optimizer.learning_rate)), "val": {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "ppv",
                                                       "specificity", "auroc")},
              "val_auroc_by_source": {k: m["auroc"] for k, m in by_source.items() if k != POOLED},
              "selection_score": score}
@@ -280,6 +292,8 @@ def _run_epoch(cfg: TrainConfig, state: TrainState, model, train_full: Arrays, v
     if score > state.best_auroc:
         state.best_auroc, state.best_epoch = score, state.epoch
         evaluated.save_weights(paths["best"])
+    if cfg.snapshot_every and state.epoch % cfg.snapshot_every == 0:
+        evaluated.save_weights(paths["ckpt"] / f"epoch-{state.epoch:03d}.weights.h5")
     if ema is not None:
         ema.save()
     _save_checkpoint(cfg, state, model, paths)
