@@ -10,7 +10,7 @@ malignant, and without it a model learns "blurry means malignant".
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
@@ -40,7 +40,8 @@ class AugmentConfig:
 #: and half of all images, of every source, degraded to a random resolution between 48 and 224 pixels.
 STRONG = AugmentConfig(rotation=180.0, shift=0.10, scale=0.25, colour=0.15, saturation=0.25, gamma=0.25,
                        degrade_prob=0.5, degrade_min=48)
-PRESETS = {"basic": AugmentConfig(), "strong": STRONG}
+PRESETS = {"basic": AugmentConfig(), "strong": STRONG,
+           "strong-no-degrade": replace(STRONG, degrade_prob=0.0)}  # the ablation without the resolution fix
 
 
 def degrade_resolution(img: np.ndarray, side_224: int) -> np.ndarray:

@@ -104,6 +104,15 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sources(args: argparse.Namespace) -> int:
+    from edge_sca.isic import resolve_isic_dir
+    from quantize.source_report import markdown, source_report
+
+    reports = source_report(args.model, resolve_isic_dir(args.isic_dir), args.out)
+    emit(reports, args.json, lambda r: markdown(list(r.values())))
+    return 0
+
+
 def _fmt_eval(r: dict) -> str:
     cm = r["confusion"]
     return (f"{r['model']} on {r['split']} ({r['n']} images; threshold {r['threshold']:.4f} from "
@@ -298,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--extra-isic-dir", action="append", metavar="DIR",
                    help="another ISIC folder whose train rows join the training set (repeatable; e.g. "
                    "../shared/isic_extra); val, test and the threshold stay on --isic-dir")
-    s.add_argument("--augment", default="basic", choices=("basic", "strong"),
+    s.add_argument("--augment", default="basic", choices=("basic", "strong", "strong-no-degrade"),
                    help="augmentation preset: basic (rotation 30, scale 10%%, colour 10%%) or strong (any rotation, "
                    "scale 25%%, colour/saturation/gamma jitter, half the images degraded to 48-224 px and back)")
     s.add_argument("--source-balance", type=float, metavar="POWER",
@@ -381,6 +390,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--splits", default="train,val,test", help="splits to keep, comma-separated (default all)")
     add_common(s)
     s.set_defaults(func=cmd_pack)
+
+    s = sub.add_parser("sources", help="per-source metrics of models on val, test and val+test (reports for docs)",
+                       description="Score each model on the val and test splits and report every metric per image "
+                       "source (the metadata's dataset column) and pooled, at the model's own threshold; check issue "
+                       "14's targets on val+test; run the resolution shortcut check (HAM10000 val images degraded to "
+                       "84x84 and back must not score higher). Writes <out>/<model>.json and <out>/sources.md.")
+    s.add_argument("--model", action="append", required=True, help="a .keras or .tflite model (repeatable)")
+    s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
+    s.add_argument("--out", default="reports/sources", help="report folder (default reports/sources)")
+    add_common(s)
+    s.set_defaults(func=cmd_sources)
 
     s = sub.add_parser("recalibrate", help="re-check the decision threshold on a site's own labelled captures",
                        description="Score a folder of the site's own labelled captures (ISIC layout: images plus "

@@ -37,15 +37,18 @@ class WeightAverage:
             avg += (1.0 - d) * w
         self.updates += 1
 
-    def callback(self, model):
-        """A Keras callback updating the average after every training batch."""
+    def callback(self):
+        """A Keras callback updating the average after every training batch.
+
+        It reads the weights through `self.model`, which on JAX syncs the training state back into the model first.
+        """
         import keras
 
         average = self
 
         class _Update(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None):
-                average.update(model.get_weights())
+                average.update(self.model.get_weights())
 
         return _Update()
 

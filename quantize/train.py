@@ -271,7 +271,7 @@ def _run_epoch(cfg: TrainConfig, state: TrainState, model, train_full: Arrays, v
     verbose = 1 if sys.stderr.isatty() else 2
     model.fit(_dataset(cfg, train, state.epoch), steps_per_epoch=cfg.steps_per_epoch, epochs=state.epoch + 1,
               initial_epoch=state.epoch, verbose=verbose, shuffle=False,
-              callbacks=[ema.callback(model)] if ema is not None else None)
+              callbacks=[ema.callback()] if ema is not None else None)
     seconds = time.monotonic() - t0
     evaluated = _at_224(cfg, model, ema.weights if ema is not None else None)  # select on what the scanner runs
     by_source = per_source_metrics(val_full.y, predict_keras(evaluated, val_full.x), val_full.sources, 0.5)
