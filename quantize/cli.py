@@ -51,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       limit=args.limit, threads=args.threads, skip_bad=args.skip_bad,
                       init_from=args.init_from, extra_isic_dirs=args.extra_isic_dir or [], augment=args.augment,
                       source_balance=args.source_balance, ema_decay=args.ema, select_on=args.select_on,
-                      snapshot_every=args.snapshot_every)
+                      snapshot_every=args.snapshot_every, exclude_sources=args.exclude_source or [])
     if args.final_epochs is None:  # resizing ends with one epoch at 224 unless told otherwise
         cfg.final_epochs = 1 if cfg.train_size != 224 else 0
     record = train(cfg, resume=args.resume, finalize_only=args.finalize)
@@ -317,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validate and export an exponential moving average of the weights (e.g. 0.995; 0: off)")
     s.add_argument("--select-on", default="sources", choices=("sources", "pooled"),
                    help="best epoch by the mean of per-source val AUROC (default) or by pooled val AUROC")
+    s.add_argument("--exclude-source", action="append", metavar="NAME",
+                   help="train without the images of this source (metadata `dataset`; repeatable): the "
+                   "source-held-out check, tested on that source's val and test images")
     s.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                    help="also keep the validated weights of every Nth epoch in the checkpoint folder")
     s.add_argument("--resume", action="store_true", help="continue the run in the checkpoint folder")

@@ -58,6 +58,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # exponential moving average of the weights, evaluated and exported (0: off)
     select_on: str = "sources"  # "sources": mean of per-source val AUROC; "pooled": pooled val AUROC
     snapshot_every: int = 0  # also keep the evaluated weights of every Nth epoch (0: only best and last)
+    exclude_sources: list[str] = field(default_factory=list)  # train without these sources (held-out checks)
 
     def size_at(self, epoch: int) -> int:
         """Image size of a 0-based epoch: train_size, then 224 for the last final_epochs."""
@@ -161,7 +162,22 @@ def load_training_data(cfg: TrainConfig, folder) -> tuple[Arrays, Arrays]:
         parts.append(load_split(load_isic_folder(extra, skip_bad=cfg.skip_bad), "train", skip_bad=cfg.skip_bad,
                                 limit=cfg.limit))
     val = load_split(folder, "val", skip_bad=cfg.skip_bad, limit=cfg.limit)
-    return concat_arrays(parts), val
+    train = concat_arrays(parts)
+    if cfg.exclude_sources:
+        train = _without_sources(train, cfg.exclude_sources)
+    return train, val
+
+
+def _without_sources(train: Arrays, names: list[str]) -> Arrays:
+    """The training set less every image of the named sources (a source-held-out run)."""
+    unknown = set(names) - set(train.sources)
+    if unknown:
+        raise SystemExit(f"--exclude-source {', '.join(sorted(unknown))}: no such source in the training data; "
+                         f"sources are: {', '.join(sorted(set(train.sources)))}")
+    keep = [i for i, s in enumerate(train.sources) if s not in names]
+    log.info("holding out %s: %d of %d training images left", ", ".join(names), len(keep), len(train.y))
+    x = np.stack([train.x[i] for i in keep])
+    return Arrays(x, train.y[keep], [train.ids[i] for i in keep], [train.sources[i] for i in keep])
 
 
 def train(cfg: TrainConfig, resume: bool = False, finalize_only: bool = False) -> dict:

@@ -131,3 +131,15 @@ def test_wilson_interval_known_values():
     assert lo == pytest.approx(0.8256, abs=1e-3) and hi == pytest.approx(0.9448, abs=1e-3)
     assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(10, 10)[1] == pytest.approx(1.0)
     assert all(math.isnan(v) for v in wilson_interval(0, 0))
+
+
+def test_held_out_source_leaves_the_training_set_and_an_unknown_one_is_refused():
+    from quantize.train import _without_sources
+
+    a = Arrays(np.arange(5 * 2 * 2 * 3, dtype=np.uint8).reshape(5, 2, 2, 3), np.array([0, 1, 0, 1, 1]),
+               [f"i{k}" for k in range(5)], ["A", "B", "A", "B", "C"])
+    kept = _without_sources(a, ["B"])
+    assert kept.sources == ["A", "A", "C"] and kept.ids == ["i0", "i2", "i4"] and kept.y.tolist() == [0, 0, 1]
+    np.testing.assert_array_equal(kept.x[1], a.x[2])
+    with pytest.raises(SystemExit, match="no such source"):
+        _without_sources(a, ["Z"])
