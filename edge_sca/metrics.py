@@ -65,7 +65,7 @@ def threshold_for_sensitivity(labels: np.ndarray, p_malignant: np.ndarray,
     return float(pos[max(k, 1) - 1])
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
     """Wilson score interval of a proportion (95% by default): sound at small n and at 0% or 100%."""
     if n <= 0:
         return float("nan"), float("nan")

@@ -48,10 +48,10 @@ def degrade_resolution(img: np.ndarray, side_224: int) -> np.ndarray:
     """Down to `side_224` pixels (in 224x224 terms, scaled to the image's size) and back: what a smaller camera or
     an 84x84 source gives."""
     h, w = img.shape[:2]
-    side = max(4, int(round(side_224 * w / INPUT_SIZE)))
+    side = max(4, round(side_224 * w / INPUT_SIZE))
     if side >= w:
         return img
-    small = cv2.resize(img, (side, max(4, int(round(side_224 * h / INPUT_SIZE)))), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(img, (side, max(4, round(side_224 * h / INPUT_SIZE))), interpolation=cv2.INTER_AREA)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
@@ -75,7 +75,7 @@ def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = Augm
 
 def _colour_jitter(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
     """Per-channel gain (white balance), brightness, saturation and gamma: cameras and lights differ in all four."""
-    x = img.astype(np.float32)
+    x: np.ndarray = img.astype(np.float32)
     if cfg.colour:
         x = x * rng.uniform(1.0 - cfg.colour, 1.0 + cfg.colour, 3) + rng.uniform(-cfg.colour, cfg.colour) * 255.0
     if cfg.saturation:

@@ -51,7 +51,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                       limit=args.limit, threads=args.threads, skip_bad=args.skip_bad,
                       init_from=args.init_from, extra_isic_dirs=args.extra_isic_dir or [], augment=args.augment,
                       source_balance=args.source_balance, ema_decay=args.ema, select_on=args.select_on,
-                      snapshot_every=args.snapshot_every, exclude_sources=args.exclude_source or [])
+                      snapshot_every=args.snapshot_every, exclude_sources=args.exclude_source or [],
+                      note=args.note or "")
     if args.final_epochs is None:  # resizing ends with one epoch at 224 unless told otherwise
         cfg.final_epochs = 1 if cfg.train_size != 224 else 0
     record = train(cfg, resume=args.resume, finalize_only=args.finalize)
@@ -217,12 +218,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def cmd_debug(args: argparse.Namespace) -> int:
+    from edge_sca.config import model_stem
     from edge_sca.isic import load_isic_folder, resolve_isic_dir
     from quantize.debug import layer_errors
     from quantize.evaluate import load_source_model
     from quantize.pipeline import calibration_set
     from quantize.provenance import write_json
-    from edge_sca.config import model_stem
 
     models_dir = Path(args.models_dir)
     src = models_dir / f"{model_stem(args.model)}.keras"
@@ -248,7 +249,6 @@ def cmd_import_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _add_convert_options(s: argparse.ArgumentParser) -> None:
-    from edge_sca.config import MODELS_DIR
     from quantize.pipeline import default_reports_dir
 
     s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
@@ -261,7 +261,6 @@ def _add_convert_options(s: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edge_sca.config import MODELS_DIR
 
     p = argparse.ArgumentParser(prog="python -m quantize", description=(
         "Workstation side of CancerNet-SCa edge: architectures, training on an ISIC folder, evaluation, int8 "
@@ -320,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--exclude-source", action="append", metavar="NAME",
                    help="train without the images of this source (metadata `dataset`; repeatable): the "
                    "source-held-out check, tested on that source's val and test images")
+    s.add_argument("--note", help="free text kept in the model's record (e.g. that the epochs ran elsewhere)")
     s.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                    help="also keep the validated weights of every Nth epoch in the checkpoint folder")
     s.add_argument("--resume", action="store_true", help="continue the run in the checkpoint folder")

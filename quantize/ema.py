@@ -56,7 +56,7 @@ class WeightAverage:
         if self.weights is None:
             return
         tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(tmp, updates=np.array(self.updates), *self.weights)
+        np.savez(tmp, *self.weights, updates=np.array(self.updates))
         tmp.replace(self.path)
 
     def load(self) -> None:

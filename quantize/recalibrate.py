@@ -15,7 +15,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -111,7 +111,7 @@ def recalibrate(isic_dir: str | Path, models_dir: str | Path, out_dir: str | Pat
     models = find_models(models_dir, names)
     folder, data = _site_arrays(isic_dir, opts.split)
     status, reason = check_counts(data.y, opts)
-    report = {"created": now_iso(), "isic_dir": str(isic_dir.resolve()), "split": opts.split,
+    report: dict[str, Any] = {"created": now_iso(), "isic_dir": str(isic_dir.resolve()), "split": opts.split,
               "metadata_sha256": folder.metadata_sha256(), "counts": data.counts(),
               "target_sensitivity": opts.target_sensitivity,
               "malignant_needed": malignant_needed(opts.target_sensitivity, opts.max_shortfall),
@@ -131,7 +131,7 @@ def _one_model(path: Path, data, status: Status, opts: RecalibrateOptions) -> di
 
     scorer = load_scorer(path)
     p = scorer.p_malignant(np.asarray(data.x))
-    entry = {"model": path.name, "current": rates_with_ci(data.y, p, scorer.threshold)}
+    entry: dict[str, Any] = {"model": path.name, "current": rates_with_ci(data.y, p, scorer.threshold)}
     if status == "proposed":
         proposed = threshold_for_sensitivity(data.y, p, opts.target_sensitivity)
         entry["proposed"] = rates_with_ci(data.y, p, proposed)

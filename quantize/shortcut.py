@@ -31,5 +31,5 @@ def resolution_shortcut(p_malignant: Callable[[np.ndarray], np.ndarray], x: np.n
     `p_original`: the scores of `x` when already computed (saves scoring them twice)."""
     p0 = np.asarray(p_malignant(np.asarray(x)) if p_original is None else p_original, np.float64)
     p1 = np.asarray(p_malignant(degraded(np.asarray(x), side)), np.float64)
-    return {"n": int(len(x)), "side": side, "mean_p": float(p0.mean()), "mean_p_degraded": float(p1.mean()),
+    return {"n": len(x), "side": side, "mean_p": float(p0.mean()), "mean_p_degraded": float(p1.mean()),
             "rise": float(p1.mean() - p0.mean()), "share_rising": float((p1 > p0).mean())}

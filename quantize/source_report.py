@@ -8,6 +8,7 @@ model) and one Markdown table for all of them.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,7 @@ from edge_sca.isic import load_isic_folder
 from quantize.data import Arrays, concat_arrays, load_split
 from quantize.provenance import now_iso, write_json
 from quantize.shortcut import SHORTCUT_SOURCE, resolution_shortcut
-from quantize.sources import (POOLED, TARGET_AUROC, TARGET_SENSITIVITY_MIN_MALIGNANT, balanced_score,
-                              per_source_metrics)
+from quantize.sources import POOLED, TARGET_AUROC, TARGET_SENSITIVITY_MIN_MALIGNANT, balanced_score, per_source_metrics
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def source_report(model_paths: list[str | Path], isic_dir: str | Path, out_dir: 
 
 
 def _f(x: float) -> str:
-    return "n/a" if x != x else f"{x:.3f}"
+    return "n/a" if math.isnan(x) else f"{x:.3f}"
 
 
 def markdown(reports: list[dict]) -> str:
@@ -82,10 +82,10 @@ def markdown(reports: list[dict]) -> str:
     parts = []
     for r in reports:
         vt = r["metrics"]["val+test"]
-        lines = [f"**{Path(r['model']).name}** (threshold {r['threshold']:.4f} from {r['threshold_source']}; "
-                 f"source-balanced val AUROC {r['val_source_balanced_auroc']:.3f})", "",
-                 "| source | val+test images (malignant) | AUROC val | AUROC test | AUROC val+test | "
-                 "sensitivity val+test | specificity val+test |", "|---|---:|---:|---:|---:|---:|---:|"]
+        lines = [(f"**{Path(r['model']).name}** (threshold {r['threshold']:.4f} from {r['threshold_source']}; "
+                 f"source-balanced val AUROC {r['val_source_balanced_auroc']:.3f})"), "",
+                 ("| source | val+test images (malignant) | AUROC val | AUROC test | AUROC val+test | "
+                 "sensitivity val+test | specificity val+test |"), "|---|---:|---:|---:|---:|---:|---:|"]
         for name in [n for n in vt if n != POOLED] + [POOLED]:
             m = vt[name]
             au = [r["metrics"][s].get(name, {}).get("auroc", float("nan")) for s in ("val", "test")]
@@ -95,8 +95,8 @@ def markdown(reports: list[dict]) -> str:
                for t in r["targets"]]
         s = r["shortcut"]
         lines += ["", f"Targets (val+test): {'; '.join(met)}.",
-                  f"Shortcut check ({s['source']} {s['split']}, {s['n']} images degraded to {s['side']}x{s['side']} "
+                  (f"Shortcut check ({s['source']} {s['split']}, {s['n']} images degraded to {s['side']}x{s['side']} "
                   f"and back): mean p(malignant) {s['mean_p']:.3f} -> {s['mean_p_degraded']:.3f} "
-                  f"({s['rise']:+.3f}; {s['share_rising']:.0%} of images rose)."]
+                  f"({s['rise']:+.3f}; {s['share_rising']:.0%} of images rose).")]
         parts.append("\n".join(lines))
     return "\n\n".join(parts)

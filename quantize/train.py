@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,8 +26,8 @@ from edge_sca.metrics import threshold_for_sensitivity
 from quantize.augment import PRESETS
 from quantize.data import Arrays, concat_arrays, folder_hash, load_split, resize_batch
 from quantize.ema import WeightAverage
-from quantize.sources import POOLED, balanced_score, per_source_metrics, sampling_groups
 from quantize.provenance import earlier_stages, git_commit, now_iso, tool_versions, write_json
+from quantize.sources import POOLED, balanced_score, per_source_metrics, sampling_groups
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class TrainConfig:
     select_on: str = "sources"  # "sources": mean of per-source val AUROC; "pooled": pooled val AUROC
     snapshot_every: int = 0  # also keep the evaluated weights of every Nth epoch (0: only best and last)
     exclude_sources: list[str] = field(default_factory=list)  # train without these sources (held-out checks)
+    note: str = ""  # free text kept in the record (e.g. where the epochs ran and on which copy of the data)
 
     def size_at(self, epoch: int) -> int:
         """Image size of a 0-based epoch: train_size, then 224 for the last final_epochs."""
@@ -296,7 +297,7 @@ def _run_epoch(cfg: TrainConfig, state: TrainState, model, train_full: Arrays, v
     state.epoch += 1
     state.images_seen += images
     state.train_seconds += seconds
-    entry = {"epoch": state.epoch, "size": size, "val_size": INPUT_SIZE, "images_per_s": images / seconds,
+    entry: dict[str, Any] = {"epoch": state.epoch, "size": size, "val_size": INPUT_SIZE, "images_per_s": images / seconds,
              "lr": float(np.asarray(model.optimizer.learning_rate)), "val": {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "ppv",
                                                       "specificity", "auroc")},
              "val_auroc_by_source": {k: m["auroc"] for k, m in by_source.items() if k != POOLED},
@@ -321,7 +322,7 @@ def _selection_score(cfg: TrainConfig, by_source: dict[str, dict]) -> float:
     return balanced_score(by_source) if cfg.select_on == "sources" else float(by_source[POOLED]["auroc"])
 
 
-_EVAL_MODELS: dict[str, object] = {}
+_EVAL_MODELS: dict[str, Any] = {}
 
 
 def _at_224(cfg: TrainConfig, model, weights: list[np.ndarray] | None = None):
