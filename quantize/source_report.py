@@ -36,6 +36,9 @@ def target_check(by_source: dict[str, dict]) -> list[dict]:
 
 
 def _stem(path: Path) -> str:
+    """Report file name: the model file's name, or for checkpoint weights the run folder and the file."""
+    if path.name.endswith(".weights.h5") and len(path.parts) >= 4:
+        return f"{path.parents[2].name}_{path.name}".replace(".", "_")
     return path.name.replace(".", "_")
 
 

@@ -24,7 +24,12 @@ def test_shortcut_report_measures_the_rise():
 
 @pytest.mark.isic
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["b", "c"])
+@pytest.mark.parametrize("name", [
+    pytest.param("b", marks=pytest.mark.xfail(strict=True, reason=(
+        "the shipped B (trained before issue 14, without isic_extra) scores HAM10000 val images 0.04 higher once "
+        "degraded (reports/sources/cancernet_sca_b_keras.json); a B retrained with source balance must pass, and "
+        "then this marker must go (strict: a pass fails the run)"))),
+    "c"])
 def test_shipped_model_does_not_score_degraded_images_higher(isic_dir, name):
     from edge_sca.isic import load_isic_folder
     from quantize.data import load_split
