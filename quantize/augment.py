@@ -58,8 +58,8 @@ def degrade_resolution(img: np.ndarray, side_224: int) -> np.ndarray:
 def augment(img: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()) -> np.ndarray:
     """Random rotation, shift, scale, flips, colour jitter and (sometimes) a low-resolution round trip."""
     h, w = img.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2.0, h / 2.0), rng.uniform(-cfg.rotation, cfg.rotation),
-                                rng.uniform(1.0 - cfg.scale, 1.0 + cfg.scale))
+    m = np.asarray(cv2.getRotationMatrix2D((w / 2.0, h / 2.0), rng.uniform(-cfg.rotation, cfg.rotation),
+                                           rng.uniform(1.0 - cfg.scale, 1.0 + cfg.scale)), np.float64)
     m[:, 2] += rng.uniform(-cfg.shift, cfg.shift, 2) * (w, h)
     out = cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     if rng.random() < 0.5:
@@ -122,6 +122,6 @@ def balanced_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, a
     while True:
         rng.shuffle(labels)
         picks = rng.choice(len(pools), batch_size, p=weights)
-        idx = np.array([rng.choice(pools[g][c]) for g, c in zip(picks, labels)])
+        idx = np.array([rng.choice(pools[g][c]) for g, c in zip(picks, labels, strict=False)])
         imgs = np.stack([augment(x[i], rng, cfg) if augment_images else x[i] for i in idx])
         yield to_float(imgs), np.eye(2, dtype=np.float32)[np.asarray(y)[idx]]

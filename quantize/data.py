@@ -44,7 +44,7 @@ class Arrays:
     def source_counts(self) -> dict[str, dict[str, int]]:
         """Benign / malignant counts per source (the training record keeps them)."""
         out: dict[str, dict[str, int]] = {}
-        for s, label in zip(self.sources, self.y.tolist()):
+        for s, label in zip(self.sources, self.y.tolist(), strict=False):
             row = out.setdefault(s, {"benign": 0, "malignant": 0})
             row["malignant" if label == 1 else "benign"] += 1
         return dict(sorted(out.items()))

@@ -32,7 +32,7 @@ class WeightAverage:
             self.updates = 0
             return
         d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
-        for avg, w in zip(self.weights, current):
+        for avg, w in zip(self.weights, current, strict=False):
             avg *= d
             avg += (1.0 - d) * w
         self.updates += 1

@@ -94,8 +94,10 @@ def pack_folder(src: str | Path, out: str | Path, opts: PackOptions) -> dict:
         writer.writerows(rows)
     counts = Counter((row.get("split", ""), source_of(row.get("dataset", "")), row.get("benign_malignant", ""))
                      for row in rows)
-    summary = {"source": str(src.resolve()), "created": now_iso(), "options": opts.__dict__ | {"splits":
-               list(opts.splits)}, "images": len(rows), "bytes": sum(p.stat().st_size for p in out.glob("*.jpg")),
-               "counts": [{"split": k[0], "source": k[1], "label": k[2], "images": n} for k, n in sorted(counts.items())]}
+    summary = {"source": str(src.resolve()), "created": now_iso(),
+               "options": opts.__dict__ | {"splits": list(opts.splits)}, "images": len(rows),
+               "bytes": sum(p.stat().st_size for p in out.glob("*.jpg")),
+               "counts": [{"split": k[0], "source": k[1], "label": k[2], "images": n}
+                          for k, n in sorted(counts.items())]}
     write_json(out / "PACK.json", summary)
     return summary

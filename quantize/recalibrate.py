@@ -120,7 +120,7 @@ def recalibrate(isic_dir: str | Path, models_dir: str | Path, out_dir: str | Pat
         report["models"].append(_one_model(path, data, status, opts))
     if status == "proposed":
         out_dir.mkdir(parents=True, exist_ok=True)
-        for path, entry in zip(models, report["models"]):
+        for path, entry in zip(models, report["models"], strict=False):
             _write_model(path, out_dir, entry, report)
         write_json(out_dir / REPORT_NAME, report)
     return report

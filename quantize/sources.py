@@ -77,6 +77,6 @@ def sampling_groups(labels: np.ndarray, sources: Sequence[str], min_per_class: i
     src = np.asarray(sources)
     if len(src) != len(y):
         raise ValueError(f"{len(src)} source names for {len(y)} images: every image needs its source")
-    counts = Counter(zip(src.tolist(), y.tolist()))
+    counts = Counter(zip(src.tolist(), y.tolist(), strict=False))
     small = {s for s in set(src.tolist()) if min(counts[(s, 0)], counts[(s, 1)]) < min_per_class}
     return np.array([OTHER if s in small else s for s in src.tolist()], dtype=object)

@@ -297,11 +297,12 @@ def _run_epoch(cfg: TrainConfig, state: TrainState, model, train_full: Arrays, v
     state.epoch += 1
     state.images_seen += images
     state.train_seconds += seconds
-    entry: dict[str, Any] = {"epoch": state.epoch, "size": size, "val_size": INPUT_SIZE, "images_per_s": images / seconds,
-             "lr": float(np.asarray(model.optimizer.learning_rate)), "val": {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "ppv",
-                                                      "specificity", "auroc")},
-             "val_auroc_by_source": {k: m["auroc"] for k, m in by_source.items() if k != POOLED},
-             "selection_score": score}
+    shown = ("accuracy", "balanced_accuracy", "sensitivity", "ppv", "specificity", "auroc")
+    entry: dict[str, Any] = {
+        "epoch": state.epoch, "size": size, "val_size": INPUT_SIZE, "images_per_s": images / seconds,
+        "lr": float(np.asarray(model.optimizer.learning_rate)), "val": {k: metrics[k] for k in shown},
+        "val_auroc_by_source": {k: m["auroc"] for k, m in by_source.items() if k != POOLED},
+        "selection_score": score}
     state.history.append(entry)
     log.info("epoch %d/%d @%d: %.1f img/s, val AUROC %.4f (%s), score %.4f", state.epoch, cfg.epochs, size,
              entry["images_per_s"], metrics["auroc"], ", ".join(f"{k} {v:.3f}" for k, v in
