@@ -69,8 +69,8 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     opts = PackOptions(size=args.size, quality=args.quality, max_train_per_group=args.max_train_per_group,
                        splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()))
-    result = pack_folder(args.isic_dir, args.out, opts)
-    emit(result, args.json, lambda r: f"{args.out}: {r['images']} images, {r['bytes'] / 1e6:.1f} MB")
+    result = pack_folder(args.isic_dir, args.out_dir, opts)
+    emit(result, args.json, lambda r: f"{args.out_dir}: {r['images']} images, {r['bytes'] / 1e6:.1f} MB")
     return 0
 
 
@@ -109,7 +109,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
     from edge_sca.isic import resolve_isic_dir
     from quantize.source_report import markdown, source_report
 
-    reports = source_report(args.model, resolve_isic_dir(args.isic_dir), args.out)
+    reports = source_report(args.model, resolve_isic_dir(args.isic_dir), args.out_dir)
     emit(reports, args.json, lambda r: markdown(list(r.values())))
     return 0
 
@@ -386,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "optionally cap train rows per source and class, and write an ordinary ISIC folder with a "
                        "PACK.json record. Used to send training data to a lent accelerator machine.")
     s.add_argument("--isic-dir", required=True, help="the ISIC folder to pack")
-    s.add_argument("--out", required=True, help="new, empty folder for the packed copy")
+    s.add_argument("--out-dir", "--out", dest="out_dir", required=True, help="new, empty folder for the packed copy")
     s.add_argument("--size", type=int, default=128, help="square side of the stored images (default 128)")
     s.add_argument("--quality", type=int, default=85, help="JPEG quality of re-encoded images (default 85)")
     s.add_argument("--max-train-per-group", type=int, help="keep at most this many train rows per source and class")
@@ -401,7 +401,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "84x84 and back must not score higher). Writes <out>/<model>.json and <out>/sources.md.")
     s.add_argument("--model", action="append", required=True, help="a .keras or .tflite model (repeatable)")
     s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
-    s.add_argument("--out", default="reports/sources", help="report folder (default reports/sources)")
+    s.add_argument("--out-dir", "--out", dest="out_dir", default="reports/sources",
+                   help="report folder (default reports/sources)")
     add_common(s)
     s.set_defaults(func=cmd_sources)
 
@@ -414,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "models with new manifests to --out-dir, for `make bundle MODELS_DIR=<out-dir>`.")
     s.add_argument("--isic-dir", required=True, help="the site's labelled captures, in the ISIC folder layout")
     s.add_argument("--models-dir", default=str(MODELS_DIR), help="where the .tflite models and manifests are")
-    s.add_argument("--out-dir", required=True, help="new folder for the models with recalibrated manifests")
+    s.add_argument("--out-dir", default="data/site-models",
+                   help="folder for the models with recalibrated manifests (default data/site-models)")
     s.add_argument("--model", action="append", choices=MODEL_NAMES, help="only this architecture (repeatable)")
     s.add_argument("--target-sensitivity", type=float, default=TARGET_SENSITIVITY,
                    help="malignant sensitivity the proposed threshold must reach (default %(default)s)")

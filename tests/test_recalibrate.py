@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from edge_sca.config import MODELS_DIR
+from edge_sca.fileio import sha256_file
 from edge_sca.manifest import load_manifest
 from quantize.cli import main
 from quantize.recalibrate import RecalibrateOptions, check_counts, malignant_needed, rates_with_ci
@@ -82,7 +83,8 @@ def test_recalibrate_writes_manifests_that_a_bundle_signs(isic_dir, tmp_path, ca
     info = make_bundle(out, key, tmp_path / "dist", version="0.0.1-site")
     assert info.path.is_file() and info.models == ["models/cancernet_sca_b_float32.tflite",
                                                    "models/cancernet_sca_b_int8.tflite"]
-    assert info.files["models/cancernet_sca_b_int8.manifest.json"]["sha256"]  # the new manifest is signed in
+    signed = info.index.files["models/cancernet_sca_b_int8.manifest.json"]
+    assert signed.sha256 == sha256_file(out / "cancernet_sca_b_int8.manifest.json")  # the new manifest is signed in
 
 
 @pytest.mark.isic
