@@ -7,7 +7,7 @@ EPOCHS    ?= 30
 ARGS      ?=
 STAMP     := .venv/.setup-stamp
 
-.PHONY: help setup test lint train evaluate quantize bench bundle flash rollback keygen unit-security clean lock wheelhouse pi-check
+.PHONY: help setup test lint train evaluate sources recalibrate quantize bench bundle flash rollback keygen unit-security clean lock wheelhouse pi-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -33,6 +33,15 @@ train: setup  ## train MODEL=b|c|resnet50 on ISIC_DIR for EPOCHS epochs (ARGS fo
 
 evaluate: setup  ## score models/<stem>.keras of MODEL=b|c|resnet50 on the test split of ISIC_DIR
 	$(PY) -m quantize evaluate --model models/$(if $(filter resnet50,$(MODEL)),resnet50,cancernet_sca_$(MODEL)).keras --isic-dir $(ISIC_DIR) --split test $(ARGS)
+
+sources: setup  ## per-source report (val, test, val+test, targets, shortcut check) of MODELS' .keras on ISIC_DIR -> reports/sources/
+	$(PY) -m quantize sources $(foreach m,$(MODELS),--model models/cancernet_sca_$(m).keras) --isic-dir $(ISIC_DIR) $(ARGS)
+
+SITE_DIR ?=
+SITE_OUT ?= data/site-models
+recalibrate: setup  ## re-check the threshold on SITE_DIR (a site's labelled captures); new manifests go to SITE_OUT
+	@test -n "$(SITE_DIR)" || { echo "give SITE_DIR=<folder of the site's labelled captures>; see docs/training.md"; exit 2; }
+	$(PY) -m quantize recalibrate --isic-dir $(SITE_DIR) --out-dir $(SITE_OUT) $(ARGS)
 
 # MODEL given on the command line or in the environment picks one model; otherwise every model in MODELS.
 QUANTIZE_MODELS = $(if $(filter command line environment,$(origin MODEL)),$(MODEL),$(MODELS))

@@ -20,6 +20,12 @@ INT8_ZERO_POINT = -128
 DEFAULT_THRESHOLD = 0.5
 #: Malignant sensitivity the validation-chosen threshold must reach.
 TARGET_SENSITIVITY = 0.90
+#: Re-checking the threshold on a site's own images (`python -m quantize recalibrate`): a threshold is proposed
+#: only when the 95% lower confidence bound of the sensitivity it gives there is at most this far below the target,
+#: which fixes how many malignant images the site needs (62 for 90% with a 0.10 margin)...
+RECALIBRATION_MAX_SHORTFALL = 0.10
+#: ... and only with at least this many benign images, so that the specificity it costs is seen too.
+RECALIBRATION_MIN_BENIGN = 30
 #: Largest |delta p| between the device and the workstation's reference vectors before the self-test fails.
 SELFTEST_MAX_DELTA = 0.05
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from edge_sca.config import TARGET_SENSITIVITY
@@ -61,3 +63,13 @@ def threshold_for_sensitivity(labels: np.ndarray, p_malignant: np.ndarray,
         raise ValueError("no malignant examples: cannot choose a threshold for sensitivity")
     k = int(np.ceil(target * len(pos)))  # need at least k positives at or above the threshold
     return float(pos[max(k, 1) - 1])
+
+
+def wilson_interval(successes: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval of a proportion (95% by default): sound at small n and at 0% or 100%."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from edge_sca.cli_common import add_common, emit, positive_float, positive_int, run_cli
-from edge_sca.config import MODEL_NAMES
-from edge_sca.errors import EdgeScaError
+from edge_sca.cli_common import add_common, emit, positive_float, positive_int, run_cli  # noqa: E402
+from edge_sca.config import MODEL_NAMES, MODELS_DIR, TARGET_SENSITIVITY  # noqa: E402
+from edge_sca.errors import EdgeScaError  # noqa: E402
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -46,18 +46,71 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(model=args.model, isic_dir=str(resolve_isic_dir(args.isic_dir)), out_dir=args.out_dir,
                       epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
-                      train_size=args.image_size, final_epochs=args.final_epochs, lr=args.lr,
+                      train_size=args.image_size, final_epochs=args.final_epochs or 0, lr=args.lr,
                       weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, seed=args.seed,
                       limit=args.limit, threads=args.threads, skip_bad=args.skip_bad,
-                      init_from=args.init_from)
-    if cfg.train_size != 224 and cfg.final_epochs == 0:
-        cfg.final_epochs = 1
+                      init_from=args.init_from, extra_isic_dirs=args.extra_isic_dir or [], augment=args.augment,
+                      source_balance=args.source_balance, ema_decay=args.ema, select_on=args.select_on,
+                      snapshot_every=args.snapshot_every, exclude_sources=args.exclude_source or [],
+                      note=args.note or "")
+    if args.final_epochs is None:  # resizing ends with one epoch at 224 unless told otherwise
+        cfg.final_epochs = 1 if cfg.train_size != 224 else 0
     record = train(cfg, resume=args.resume, finalize_only=args.finalize)
     summary = {k: record[k] for k in ("artifact", "epochs_completed", "best_epoch", "threshold", "metrics")}
     emit(summary, args.json, lambda r: (
         f"{r['artifact']}: {r['epochs_completed']} epochs (best {r['best_epoch']}), threshold {r['threshold']:.4f}; "
         f"test balanced accuracy {r['metrics']['test']['balanced_accuracy']:.3f}, "
         f"sensitivity {r['metrics']['test']['sensitivity']:.3f}, AUROC {r['metrics']['test']['auroc']:.3f}"))
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from quantize.pack import PackOptions, pack_folder
+
+    opts = PackOptions(size=args.size, quality=args.quality, max_train_per_group=args.max_train_per_group,
+                       splits=tuple(s.strip() for s in args.splits.split(",") if s.strip()))
+    result = pack_folder(args.isic_dir, args.out_dir, opts)
+    emit(result, args.json, lambda r: f"{args.out_dir}: {r['images']} images, {r['bytes'] / 1e6:.1f} MB")
+    return 0
+
+
+def _fmt_rates(r: dict) -> str:
+    lo, hi = r["sensitivity_ci95"]
+    slo, shi = r["specificity_ci95"]
+    return (f"threshold {r['threshold']:.4f}: sensitivity {r['sensitivity']:.3f} (95% CI {lo:.3f}-{hi:.3f}), "
+            f"specificity {r['specificity']:.3f} (95% CI {slo:.3f}-{shi:.3f})")
+
+
+def _fmt_recalibration(r: dict) -> str:
+    c = r["counts"]
+    lines = [f"{r['isic_dir']} ({r['split']}): {c['malignant']} malignant, {c['benign']} benign images"]
+    for m in r["models"]:
+        lines.append(f"{m['model']}: current {_fmt_rates(m['current'])}")
+        if "proposed" in m:
+            lines.append(f"{' ' * len(m['model'])}  proposed {_fmt_rates(m['proposed'])} (on these same images)")
+    return "\n".join(lines)
+
+
+def cmd_recalibrate(args: argparse.Namespace) -> int:
+    from quantize.recalibrate import RecalibrateOptions, recalibrate
+
+    opts = RecalibrateOptions(target_sensitivity=args.target_sensitivity, split=args.split)
+    report = recalibrate(args.isic_dir, args.models_dir, args.out_dir, args.model, opts)
+    emit(report, args.json, _fmt_recalibration)
+    if report["status"] != "proposed":
+        print(f"error: no threshold proposed and nothing written: {report['reason']}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(report['models'])} models with new manifests to {args.out_dir}; check them, then sign a bundle "
+          f"with `make bundle MODELS_DIR={args.out_dir}`", file=sys.stderr)
+    return 0
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    from edge_sca.isic import resolve_isic_dir
+    from quantize.source_report import markdown, source_report
+
+    reports = source_report(args.model, resolve_isic_dir(args.isic_dir), args.out_dir)
+    emit(reports, args.json, lambda r: markdown(list(r.values())))
     return 0
 
 
@@ -304,7 +357,6 @@ def _add_input_checks(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_convert_options(s: argparse.ArgumentParser) -> None:
-    from edge_sca.config import MODELS_DIR
     from quantize.pipeline import default_reports_dir
 
     s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
@@ -317,7 +369,6 @@ def _add_convert_options(s: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from edge_sca.config import MODELS_DIR
 
     p = argparse.ArgumentParser(prog="python -m quantize", description=(
         "Workstation side of CancerNet-SCa edge: architectures, training on an ISIC folder, evaluation, int8 "
@@ -351,7 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--image-size", type=positive_int, default=224,
                    help="training size; below 224 the last --final-epochs run at 224 (progressive resizing)")
-    s.add_argument("--final-epochs", type=int, default=0, help="epochs at 224 at the end (default 1 if resizing)")
+    s.add_argument("--final-epochs", type=int, help="epochs at 224 at the end (default 1 if resizing; 0: none, "
+                   "the model is still exported at 224)")
     s.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate, cosine-decayed to 1%%")
     s.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decoupled weight decay (0: plain Adam)")
     s.add_argument("--label-smoothing", type=float, default=0.0)
@@ -359,6 +411,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--limit", type=int, help="use only the first N images of each class per split (quick runs)")
     s.add_argument("--threads", type=positive_int, help="TensorFlow intra-op threads (default: all cores)")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad rows, counting them")
+    s.add_argument("--extra-isic-dir", action="append", metavar="DIR",
+                   help="another ISIC folder whose train rows join the training set (repeatable; e.g. "
+                   "../shared/isic_extra); val, test and the threshold stay on --isic-dir")
+    s.add_argument("--augment", default="basic", choices=("basic", "strong", "strong-no-degrade"),
+                   help="augmentation preset: basic (rotation 30, scale 10%%, colour 10%%) or strong (any rotation, "
+                   "scale 25%%, colour/saturation/gamma jitter, half the images degraded to 48-224 px and back)")
+    s.add_argument("--source-balance", type=float, metavar="POWER",
+                   help="sample a source (metadata `dataset`), then a class within it, with source weight "
+                   "size**POWER (0: equal, 1: by size); default: class balance only")
+    s.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                   help="validate and export an exponential moving average of the weights (e.g. 0.995; 0: off)")
+    s.add_argument("--select-on", default="sources", choices=("sources", "pooled"),
+                   help="best epoch by the mean of per-source val AUROC (default) or by pooled val AUROC")
+    s.add_argument("--exclude-source", action="append", metavar="NAME",
+                   help="train without the images of this source (metadata `dataset`; repeatable): the "
+                   "source-held-out check, tested on that source's val and test images")
+    s.add_argument("--note", help="free text kept in the model's record (e.g. that the epochs ran elsewhere)")
+    s.add_argument("--snapshot-every", type=int, default=0, metavar="N",
+                   help="also keep the validated weights of every Nth epoch in the checkpoint folder")
     s.add_argument("--resume", action="store_true", help="continue the run in the checkpoint folder")
     s.add_argument("--finalize", action="store_true", help="export the best checkpoint now, without training more")
     s.add_argument("--init-from", metavar="MODEL.keras",
@@ -417,6 +488,50 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert_options(s)
     add_common(s)
     s.set_defaults(func=cmd_debug)
+
+    s = sub.add_parser("pack", help="a smaller copy of an ISIC folder (for training where the full one cannot go)",
+                       description="Squash-resize every image to --size (copying those already that small), "
+                       "optionally cap train rows per source and class, and write an ordinary ISIC folder with a "
+                       "PACK.json record. Used to send training data to a lent accelerator machine.")
+    s.add_argument("--isic-dir", required=True, help="the ISIC folder to pack")
+    s.add_argument("--out-dir", "--out", dest="out_dir", required=True, help="new, empty folder for the packed copy")
+    s.add_argument("--size", type=int, default=128, help="square side of the stored images (default 128)")
+    s.add_argument("--quality", type=int, default=85, help="JPEG quality of re-encoded images (default 85)")
+    s.add_argument("--max-train-per-group", type=int, help="keep at most this many train rows per source and class")
+    s.add_argument("--splits", default="train,val,test", help="splits to keep, comma-separated (default all)")
+    add_common(s)
+    s.set_defaults(func=cmd_pack)
+
+    s = sub.add_parser("sources", help="per-source metrics of models on val, test and val+test (reports for docs)",
+                       description="Score each model on the val and test splits and report every metric per image "
+                       "source (the metadata's dataset column) and pooled, at the model's own threshold; check issue "
+                       "14's targets on val+test; run the resolution shortcut check (HAM10000 val images degraded to "
+                       "84x84 and back must not score higher). Writes <out>/<model>.json and <out>/sources.md.")
+    s.add_argument("--model", action="append", required=True, help="a .keras or .tflite model (repeatable)")
+    s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
+    s.add_argument("--out-dir", "--out", dest="out_dir", default="reports/sources",
+                   help="report folder (default reports/sources)")
+    add_common(s)
+    s.set_defaults(func=cmd_sources)
+
+    s = sub.add_parser("recalibrate", help="re-check the decision threshold on a site's own labelled captures",
+                       description="Score a folder of the site's own labelled captures (ISIC layout: images plus "
+                       "metadata.csv with isic_id and benign_malignant) with every .tflite model, report sensitivity "
+                       "and specificity at the current threshold with Wilson 95%% intervals, and propose the highest "
+                       "threshold giving the target sensitivity there. Refuses (exit 2, nothing written) when there "
+                       "are too few malignant or benign images, saying how many are needed. Writes copies of the "
+                       "models with new manifests to --out-dir, for `make bundle MODELS_DIR=<out-dir>`.")
+    s.add_argument("--isic-dir", required=True, help="the site's labelled captures, in the ISIC folder layout")
+    s.add_argument("--models-dir", default=str(MODELS_DIR), help="where the .tflite models and manifests are")
+    s.add_argument("--out-dir", default="data/site-models",
+                   help="folder for the models with recalibrated manifests (default data/site-models)")
+    s.add_argument("--model", action="append", choices=MODEL_NAMES, help="only this architecture (repeatable)")
+    s.add_argument("--target-sensitivity", type=float, default=TARGET_SENSITIVITY,
+                   help="malignant sensitivity the proposed threshold must reach (default %(default)s)")
+    s.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
+                   help="which rows of the folder to use (default all)")
+    add_common(s)
+    s.set_defaults(func=cmd_recalibrate)
 
     s = sub.add_parser("import-checkpoint", help="turn an original CancerNet-SCa TF 1.x checkpoint into a .pb",
                        description=("Restores model.meta + model-N.*, freezes keras_learning_phase to 0 and writes a "

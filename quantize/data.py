@@ -11,8 +11,9 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +24,60 @@ from edge_sca.fileio import atomic_path
 from edge_sca.isic import IsicFolder, Record
 from edge_sca.preprocess import PREPROCESS_VERSION, load_preprocessed
 from edge_sca.progress import Progress
+from quantize.sources import source_of
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Arrays:
-    """Preprocessed images (N x S x S x 3 uint8), labels (N,) and ISIC ids, in record order."""
+    """Preprocessed images (N x S x S x 3 uint8), labels (N,), ISIC ids and sources, in record order."""
 
     x: np.ndarray
     y: np.ndarray
     ids: list[str]
+    sources: list[str] = field(default_factory=list)  # the `dataset` column per image (empty: not known)
 
     def counts(self) -> dict[str, int]:
         return {"benign": int((self.y == 0).sum()), "malignant": int((self.y == 1).sum())}
+
+    def source_counts(self) -> dict[str, dict[str, int]]:
+        """Benign / malignant counts per source (the training record keeps them)."""
+        out: dict[str, dict[str, int]] = {}
+        for s, label in zip(self.sources, self.y.tolist(), strict=False):
+            row = out.setdefault(s, {"benign": 0, "malignant": 0})
+            row["malignant" if label == 1 else "benign"] += 1
+        return dict(sorted(out.items()))
+
+
+class ImageStack:
+    """Several image arrays (memory-mapped caches of different folders) indexed as one, without copying them."""
+
+    def __init__(self, parts: Sequence[np.ndarray]):
+        sizes = {p.shape[1:] for p in parts}
+        if len(sizes) != 1:
+            raise ValueError(f"image arrays of different shapes cannot be stacked: {sorted(sizes)}")
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [len(p) for p in parts])
+        self.shape = (int(self.starts[-1]), *parts[0].shape[1:])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return self.parts[k][i - self.starts[k]]
+
+    def resized(self, size: int) -> ImageStack:
+        return ImageStack([resize_batch(p, size) for p in self.parts])
+
+
+def concat_arrays(parts: Sequence[Arrays]) -> Arrays:
+    """Several folders' Arrays as one (images stacked lazily): the training set of --extra-isic-dir."""
+    if len(parts) == 1:
+        return parts[0]
+    return Arrays(ImageStack([p.x for p in parts]), np.concatenate([p.y for p in parts]),  # type: ignore[arg-type]
+                  [i for p in parts for i in p.ids], [s for p in parts for s in p.sources])
 
 
 def cache_dir() -> Path:
@@ -96,7 +137,7 @@ def load_arrays(records: list[Record], size: int = INPUT_SIZE, skip_bad: bool = 
                         "pass --skip-bad to skip them")
     x = x if not bad else x[keep]
     y = np.array([records[i].label if records[i].label is not None else -1 for i in keep], dtype=np.int64)
-    return Arrays(x, y, [records[i].isic_id for i in keep])
+    return Arrays(x, y, [records[i].isic_id for i in keep], [source_of(records[i].dataset) for i in keep])
 
 
 def load_split(folder: IsicFolder, split: str, size: int = INPUT_SIZE, skip_bad: bool = False,
@@ -121,12 +162,15 @@ def load_split(folder: IsicFolder, split: str, size: int = INPUT_SIZE, skip_bad:
     if size != INPUT_SIZE:
         x = resize_batch(x, size)
     return Arrays(x, np.array([r.label if r.label is not None else -1 for r in keep], np.int64),
-                  [r.isic_id for r in keep])
+                  [r.isic_id for r in keep], [source_of(r.dataset) for r in keep])
 
 
 def resize_batch(x: np.ndarray, size: int) -> np.ndarray:
     """Resize preprocessed 224x224 images to size x size (progressive resizing trains smaller)."""
     import cv2
+
+    if isinstance(x, ImageStack):
+        return x.resized(size)  # type: ignore[return-value]
 
     out = np.empty((len(x), size, size, 3), np.uint8)
     for i in range(len(x)):

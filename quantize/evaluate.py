@@ -81,6 +81,24 @@ def _frozen_scorer(path: Path) -> Scorer:
     return Scorer(path, "frozen graph", DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD} (frozen graph)", p_malignant)
 
 
+def _weights_scorer(path: Path) -> Scorer:
+    """A checkpoint's weights (checkpoints/<stem>/*.weights.h5): the folder names the architecture; no threshold."""
+    from edge_sca.config import INPUT_SIZE, MODEL_NAMES, model_stem
+    from quantize.architectures import build_model
+    from quantize.train import predict_keras
+
+    arch = next((n for n in MODEL_NAMES if path.parent.name == model_stem(n)), None)
+    if arch is None:
+        raise ModelError(f"{path}: cannot tell its architecture; checkpoint weights must sit in a folder named after "
+                         f"the model (checkpoints/{model_stem('b')}/...)")
+    if not path.is_file():
+        raise ModelError(f"{path}: no such weights file; check the path")
+    model = build_model(arch, INPUT_SIZE)
+    model.load_weights(path)
+    return Scorer(path, "keras weights", DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD} (checkpoint weights)",
+                  lambda x: predict_keras(model, x))
+
+
 def load_source_model(path: Path):
     """The model to convert: a .keras file, or a .pb frozen graph from `import-checkpoint`."""
     if path.suffix == ".pb":
@@ -93,8 +111,11 @@ def load_source_model(path: Path):
 
 
 def load_scorer(path: str | Path) -> Scorer:
-    """A Scorer for a .keras, .tflite or .pb file; ModelError naming the file when it is missing or unusable."""
+    """A Scorer for a .keras, .tflite, .pb or checkpoint .weights.h5 file; ModelError naming the file when it is
+    missing or unusable."""
     path = Path(path)
+    if path.name.endswith(".weights.h5"):
+        return _weights_scorer(path)
     if path.suffix == ".tflite":
         return _tflite_scorer(path)
     if path.suffix == ".keras":

@@ -39,10 +39,12 @@ def tool_versions() -> dict[str, str]:
 
     versions = {"python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__}
     try:
-        import tensorflow as tf
         import keras
 
-        versions.update(tensorflow=tf.__version__, keras=keras.__version__)
+        versions.update(keras=keras.__version__, keras_backend=keras.backend.backend())
+        import tensorflow as tf
+
+        versions.update(tensorflow=tf.__version__)
     except ImportError:
         pass
     try:

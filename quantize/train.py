@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edge_sca.config import INPUT_SIZE, MODELS_DIR, TARGET_SENSITIVITY, model_stem
 from edge_sca.fileio import atomic_path, sha256_file
 from edge_sca.isic import load_isic_folder
-from edge_sca.metrics import binary_metrics, threshold_for_sensitivity
-from quantize.data import Arrays, folder_hash, load_split, resize_batch
+from edge_sca.metrics import threshold_for_sensitivity
+from quantize.augment import PRESETS
+from quantize.data import Arrays, concat_arrays, folder_hash, load_split, resize_batch
+from quantize.ema import WeightAverage
 from quantize.provenance import earlier_stages, git_commit, now_iso, tool_versions, write_json
+from quantize.sources import POOLED, balanced_score, per_source_metrics, sampling_groups
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,14 @@ class TrainConfig:
     threads: int | None = None
     skip_bad: bool = False
     init_from: str | None = None
+    extra_isic_dirs: list[str] = field(default_factory=list)  # train-only folders added to the train split
+    augment: str = "basic"  # a preset of quantize.augment.PRESETS
+    source_balance: float | None = None  # sample source, then class (weight: source size ** this); None: class only
+    ema_decay: float = 0.0  # exponential moving average of the weights, evaluated and exported (0: off)
+    select_on: str = "sources"  # "sources": mean of per-source val AUROC; "pooled": pooled val AUROC
+    snapshot_every: int = 0  # also keep the evaluated weights of every Nth epoch (0: only best and last)
+    exclude_sources: list[str] = field(default_factory=list)  # train without these sources (held-out checks)
+    note: str = ""  # free text kept in the record (e.g. where the epochs ran and on which copy of the data)
 
     def size_at(self, epoch: int) -> int:
         """Image size of a 0-based epoch: train_size, then 224 for the last final_epochs."""
@@ -58,7 +69,7 @@ class TrainConfig:
 @dataclass
 class TrainState:
     epoch: int = 0  # epochs completed
-    best_auroc: float = -1.0
+    best_auroc: float = -1.0  # best selection score so far (see TrainConfig.select_on; name kept for old runs)
     best_epoch: int = -1
     images_seen: int = 0
     train_seconds: float = 0.0
@@ -70,10 +81,20 @@ def _paths(cfg: TrainConfig) -> dict[str, Path]:
     out = Path(cfg.out_dir)
     ckpt = out / "checkpoints" / model_stem(cfg.model)
     return {"ckpt": ckpt, "last": ckpt / "last.keras", "best": ckpt / "best.weights.h5", "state": ckpt / "state.json",
+            "ema": ckpt / "ema.npz",
             "model": out / f"{model_stem(cfg.model)}.keras", "record": out / f"{model_stem(cfg.model)}.json"}
 
 
+def _tensorflow_backend() -> bool:
+    """Keras runs on TensorFlow here; on an accelerator machine without TensorFlow it can run on JAX."""
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
+
+
 def _configure_tf(threads: int | None) -> None:
+    if not _tensorflow_backend():
+        return
     import tensorflow as tf
 
     if threads:
@@ -118,14 +139,46 @@ def predict_keras(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
 
 
 def _dataset(cfg: TrainConfig, train: Arrays, epoch: int):
-    import tensorflow as tf
-
+    """The epoch's batches: a prefetching tf.data pipeline on TensorFlow, the plain generator on other backends."""
     from quantize.augment import balanced_batches
+
+    groups = sampling_groups(train.y, train.sources) if cfg.source_balance is not None else None
+    gen = lambda: balanced_batches(train.x, train.y, cfg.batch_size, seed=cfg.seed * 100_003 + epoch,  # noqa: E731
+                                   groups=groups, group_power=cfg.source_balance or 0.0, cfg=PRESETS[cfg.augment])
+    if not _tensorflow_backend():
+        return gen()
+    import tensorflow as tf
 
     size = train.x.shape[1]
     sig = (tf.TensorSpec((None, size, size, 3), tf.float32), tf.TensorSpec((None, 2), tf.float32))
-    gen = lambda: balanced_batches(train.x, train.y, cfg.batch_size, seed=cfg.seed * 100_003 + epoch)  # noqa: E731
     return tf.data.Dataset.from_generator(gen, output_signature=sig).prefetch(4)
+
+
+def load_training_data(cfg: TrainConfig, folder) -> tuple[Arrays, Arrays]:
+    """Train split of the ISIC folder plus every --extra-isic-dir image (train rows), and the val split."""
+    from edge_sca.isic import load_isic_folder
+
+    parts = [load_split(folder, "train", skip_bad=cfg.skip_bad, limit=cfg.limit)]
+    for extra in cfg.extra_isic_dirs:
+        parts.append(load_split(load_isic_folder(extra, skip_bad=cfg.skip_bad), "train", skip_bad=cfg.skip_bad,
+                                limit=cfg.limit))
+    val = load_split(folder, "val", skip_bad=cfg.skip_bad, limit=cfg.limit)
+    train = concat_arrays(parts)
+    if cfg.exclude_sources:
+        train = _without_sources(train, cfg.exclude_sources)
+    return train, val
+
+
+def _without_sources(train: Arrays, names: list[str]) -> Arrays:
+    """The training set less every image of the named sources (a source-held-out run)."""
+    unknown = set(names) - set(train.sources)
+    if unknown:
+        raise SystemExit(f"--exclude-source {', '.join(sorted(unknown))}: no such source in the training data; "
+                         f"sources are: {', '.join(sorted(set(train.sources)))}")
+    keep = [i for i, s in enumerate(train.sources) if s not in names]
+    log.info("holding out %s: %d of %d training images left", ", ".join(names), len(keep), len(train.y))
+    x = np.stack([train.x[i] for i in keep])
+    return Arrays(x, train.y[keep], [train.ids[i] for i in keep], [train.sources[i] for i in keep])
 
 
 def train(cfg: TrainConfig, resume: bool = False, finalize_only: bool = False) -> dict:
@@ -137,6 +190,8 @@ def train(cfg: TrainConfig, resume: bool = False, finalize_only: bool = False) -
     paths = _paths(cfg)
     folder = load_isic_folder(cfg.isic_dir, skip_bad=cfg.skip_bad)
     state, model = TrainState(), None
+    if cfg.augment not in PRESETS:
+        raise SystemExit(f"--augment {cfg.augment}: unknown; use one of {', '.join(PRESETS)}")
     if resume or finalize_only:
         state, model = _load_checkpoint(cfg, paths)
     elif paths["state"].exists():
@@ -145,10 +200,13 @@ def train(cfg: TrainConfig, resume: bool = False, finalize_only: bool = False) -
     paths["ckpt"].mkdir(parents=True, exist_ok=True)
     if model is None and cfg.init_from and not finalize_only:
         model, state.lineage = _initial_model(cfg), _lineage(cfg)
-    train_full, val_full = (load_split(folder, s, skip_bad=cfg.skip_bad, limit=cfg.limit) for s in ("train", "val"))
-    log.info("train %s, val %s", train_full.counts(), val_full.counts())
+    train_full, val_full = load_training_data(cfg, folder)
+    log.info("train %s, val %s", train_full.source_counts(), val_full.source_counts())
+    ema = WeightAverage(cfg.ema_decay, paths["ema"]) if cfg.ema_decay else None
+    if ema is not None and (resume or finalize_only):
+        ema.load()
     while not finalize_only and state.epoch < cfg.epochs:
-        model = _run_epoch(cfg, state, model, train_full, val_full, paths)
+        model = _run_epoch(cfg, state, model, train_full, val_full, paths, ema)
     return _finalize(cfg, state, folder, val_full, train_full, paths)
 
 
@@ -213,12 +271,13 @@ def _sized(arrays: Arrays, size: int, cache: dict) -> Arrays:
     if size == arrays.x.shape[1]:
         return arrays
     if size not in cache:
-        cache[size] = Arrays(resize_batch(arrays.x, size), arrays.y, arrays.ids)
+        cache[size] = Arrays(resize_batch(arrays.x, size), arrays.y, arrays.ids, arrays.sources)
     return cache[size]
 
 
-def _run_epoch(cfg: TrainConfig, state: TrainState, model, train_full: Arrays, val_full: Arrays, paths):
-    """One epoch: fit, validate, checkpoint. Returns the (possibly rebuilt) model."""
+def _run_epoch(cfg: TrainConfig, state: TrainState, model, train_full: Arrays, val_full: Arrays, paths,
+               ema: WeightAverage | None = None):
+    """One epoch: fit, validate (the weight average when there is one), checkpoint. Returns the model."""
     size = cfg.size_at(state.epoch)
     done_steps = state.epoch * cfg.steps_per_epoch
     if model is None or model.input_shape[1] != size:
@@ -228,42 +287,56 @@ def _run_epoch(cfg: TrainConfig, state: TrainState, model, train_full: Arrays, v
     t0 = time.monotonic()
     verbose = 1 if sys.stderr.isatty() else 2
     model.fit(_dataset(cfg, train, state.epoch), steps_per_epoch=cfg.steps_per_epoch, epochs=state.epoch + 1,
-              initial_epoch=state.epoch, verbose=verbose, shuffle=False)
+              initial_epoch=state.epoch, verbose=verbose, shuffle=False,
+              callbacks=[ema.callback()] if ema is not None else None)
     seconds = time.monotonic() - t0
-    p = predict_keras(_at_224(cfg, model), val_full.x)  # select on what the scanner will run
-    metrics = binary_metrics(val_full.y, p, 0.5)
+    evaluated = _at_224(cfg, model, ema.weights if ema is not None else None)  # select on what the scanner runs
+    by_source = per_source_metrics(val_full.y, predict_keras(evaluated, val_full.x), val_full.sources, 0.5)
+    metrics, score = by_source[POOLED], _selection_score(cfg, by_source)
     images = cfg.steps_per_epoch * cfg.batch_size
     state.epoch += 1
     state.images_seen += images
     state.train_seconds += seconds
-    entry = {"epoch": state.epoch, "size": size, "val_size": INPUT_SIZE, "images_per_s": images / seconds,
-             "lr": float(model.optimizer.learning_rate.numpy()) if hasattr(model.optimizer.learning_rate, "numpy")
-             else None, "val": {k: metrics[k] for k in ("accuracy", "balanced_accuracy", "sensitivity", "ppv",
-                                                      "specificity", "auroc")}}
+    shown = ("accuracy", "balanced_accuracy", "sensitivity", "ppv", "specificity", "auroc")
+    entry: dict[str, Any] = {
+        "epoch": state.epoch, "size": size, "val_size": INPUT_SIZE, "images_per_s": images / seconds,
+        "lr": float(np.asarray(model.optimizer.learning_rate)), "val": {k: metrics[k] for k in shown},
+        "val_auroc_by_source": {k: m["auroc"] for k, m in by_source.items() if k != POOLED},
+        "selection_score": score}
     state.history.append(entry)
-    log.info("epoch %d/%d @%d: %.1f img/s, val AUROC %.4f, bal acc %.4f, sens %.4f, PPV %.4f", state.epoch,
-             cfg.epochs, size, entry["images_per_s"], metrics["auroc"], metrics["balanced_accuracy"],
-             metrics["sensitivity"], metrics["ppv"])
-    if metrics["auroc"] > state.best_auroc:
-        state.best_auroc, state.best_epoch = metrics["auroc"], state.epoch
-        model.save_weights(paths["best"])
+    log.info("epoch %d/%d @%d: %.1f img/s, val AUROC %.4f (%s), score %.4f", state.epoch, cfg.epochs, size,
+             entry["images_per_s"], metrics["auroc"], ", ".join(f"{k} {v:.3f}" for k, v in
+                                                                 entry["val_auroc_by_source"].items()), score)
+    if score > state.best_auroc:
+        state.best_auroc, state.best_epoch = score, state.epoch
+        evaluated.save_weights(paths["best"])
+    if cfg.snapshot_every and state.epoch % cfg.snapshot_every == 0:
+        evaluated.save_weights(paths["ckpt"] / f"epoch-{state.epoch:03d}.weights.h5")
+    if ema is not None:
+        ema.save()
     _save_checkpoint(cfg, state, model, paths)
     return model
 
 
-_EVAL_MODELS: dict[str, object] = {}
+def _selection_score(cfg: TrainConfig, by_source: dict[str, dict]) -> float:
+    """What picks the best epoch: the mean of per-source val AUROC, or the pooled AUROC."""
+    return balanced_score(by_source) if cfg.select_on == "sources" else float(by_source[POOLED]["auroc"])
 
 
-def _at_224(cfg: TrainConfig, model):
-    """The model itself at 224, else a 224x224 copy carrying its current weights (sizes share weights)."""
-    if model.input_shape[1] == INPUT_SIZE:
+_EVAL_MODELS: dict[str, Any] = {}
+
+
+def _at_224(cfg: TrainConfig, model, weights: list[np.ndarray] | None = None):
+    """The model itself at 224 (when no other weights are given), else a 224x224 copy carrying `weights` or the
+    model's current ones (sizes share weights)."""
+    if model.input_shape[1] == INPUT_SIZE and weights is None:
         return model
     from quantize.architectures import build_model
 
     if cfg.model not in _EVAL_MODELS:
         _EVAL_MODELS[cfg.model] = build_model(cfg.model, INPUT_SIZE)
     evaluator = _EVAL_MODELS[cfg.model]
-    evaluator.set_weights(model.get_weights())
+    evaluator.set_weights(weights if weights is not None else model.get_weights())
     return evaluator
 
 
@@ -280,6 +353,12 @@ def _save_checkpoint(cfg: TrainConfig, state: TrainState, model, paths) -> None:
     write_json(paths["state"], {"config": asdict(cfg), "state": asdict(state)})
 
 
+def _selection_rule(cfg: TrainConfig) -> str:
+    if cfg.select_on == "sources":
+        return "best epoch by the mean of per-source val AUROC (sources with >= 10 images of each class)"
+    return "best epoch by pooled val AUROC"
+
+
 def _finalize(cfg: TrainConfig, state: TrainState, folder, val: Arrays, train: Arrays, paths) -> dict:
     """Best weights -> a 224x224 model, threshold on val for the target sensitivity, val/test metrics, record."""
     from quantize.architectures import build_model, count_macs
@@ -291,8 +370,9 @@ def _finalize(cfg: TrainConfig, state: TrainState, folder, val: Arrays, train: A
     p_val = predict_keras(model, val.x)
     threshold = threshold_for_sensitivity(val.y, p_val, TARGET_SENSITIVITY)
     test = load_split(folder, "test", skip_bad=cfg.skip_bad, limit=cfg.limit)
-    metrics = {"val": binary_metrics(val.y, p_val, threshold),
-               "test": binary_metrics(test.y, predict_keras(model, test.x), threshold)}
+    by_source = {"val": per_source_metrics(val.y, p_val, val.sources, threshold),
+                 "test": per_source_metrics(test.y, predict_keras(model, test.x), test.sources, threshold)}
+    metrics = {split: by_source[split][POOLED] for split in ("val", "test")}
     with atomic_path(paths["model"], suffix=".keras") as tmp:
         model.save(tmp)
     record = {
@@ -301,13 +381,17 @@ def _finalize(cfg: TrainConfig, state: TrainState, folder, val: Arrays, train: A
                  "metadata_sha256": folder.metadata_sha256(), "split_source": "metadata split column"
                  if folder.has_split_column else "hash of lesion_id",
                  "counts": {"train": train.counts(), "val": val.counts(), "test": test.counts()},
+                 "counts_by_source": {"train": train.source_counts(), "val": val.source_counts(),
+                                      "test": test.source_counts()},
+                 "extra_isic_dirs": [str(Path(d).resolve()) for d in cfg.extra_isic_dirs],
                  "skipped": folder.skipped},
         "config": asdict(cfg), "epochs_completed": state.epoch, "best_epoch": state.best_epoch,
         "images_seen": state.images_seen, "train_wall_hours": state.train_seconds / 3600.0,
         "train_wall_hours_all_stages": _total_hours(state, state.lineage), "init_from": state.lineage,
         "cpu_count": os.cpu_count(), "params": int(model.count_params()), "macs": count_macs(model),
         "threshold": threshold, "threshold_rule": f"highest threshold with val sensitivity >= {TARGET_SENSITIVITY}",
-        "metrics": metrics, "history": state.history, "tool_versions": tool_versions(),
+        "metrics": metrics, "metrics_by_source": by_source, "selection": _selection_rule(cfg),
+        "augment": PRESETS[cfg.augment].as_dict(), "history": state.history, "tool_versions": tool_versions(),
     }
     write_json(paths["record"], record)
     log.info("wrote %s (threshold %.4f; test bal acc %.4f, sens %.4f)", paths["model"], threshold,

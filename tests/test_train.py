@@ -13,7 +13,8 @@ from quantize.cli import main
 def trained(tiny_isic, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
     args = ["train", "--model", "b", "--isic-dir", str(tiny_isic), "--out-dir", str(out), "--epochs", "2",
-            "--steps-per-epoch", "2", "--batch-size", "8", "--image-size", "64", "--seed", "3", "-q"]
+            "--steps-per-epoch", "2", "--batch-size", "8", "--image-size", "64", "--seed", "3", "-q",
+            "--augment", "strong", "--source-balance", "0.5", "--ema", "0.9", "--snapshot-every", "1"]
     assert main(args) == 0
     return out, args
 
@@ -32,6 +33,30 @@ def test_writes_a_224_model_and_a_complete_record(trained):
         assert key in record["metrics"]["test"]
     assert record["params"] == 793090
     assert record["cpu_count"] == os.cpu_count()  # with config.threads, what `quantize summary` counts core hours by
+
+
+def test_record_and_history_break_metrics_down_by_source(trained):
+    out, _ = trained
+    record = json.loads((out / "cancernet_sca_b.json").read_text())
+    sources = set(record["data"]["counts_by_source"]["val"])
+    assert sources and set(record["metrics_by_source"]["val"]) == sources | {"all"}
+    assert record["metrics_by_source"]["test"]["all"] == record["metrics"]["test"]
+    assert all("val_auroc_by_source" in h and "selection_score" in h for h in record["history"])
+    assert record["selection"].startswith("best epoch by the mean of per-source val AUROC")
+    assert record["augment"]["degrade_prob"] == 0.5 and record["config"]["ema_decay"] == 0.9
+    ckpt = out / "checkpoints" / "cancernet_sca_b"
+    assert (ckpt / "ema.npz").is_file() and (ckpt / "epoch-001.weights.h5").is_file()
+
+
+def test_extra_folders_join_the_training_set_with_their_sources(tiny_isic):
+    from edge_sca.isic import load_isic_folder
+    from quantize.data import ImageStack
+    from quantize.train import TrainConfig, load_training_data
+
+    cfg = TrainConfig(model="b", isic_dir=str(tiny_isic), extra_isic_dirs=[str(tiny_isic)])
+    train, val = load_training_data(cfg, load_isic_folder(tiny_isic))
+    assert isinstance(train.x, ImageStack) and len(train.y) == 12 and len(train.sources) == 12
+    assert train.x[11].shape == (224, 224, 3) and len(val.y) == 6
 
 
 def test_refuses_to_overwrite_a_run_and_resumes_it(trained):
