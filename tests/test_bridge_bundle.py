@@ -292,7 +292,7 @@ def test_cli_keygen_bundle_verify(tmp_path, models):
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["public_key"] == str(key.with_suffix(".pub"))
     p = run_cli("bundle", "--models-dir", str(models), "--key", str(key), "--out-dir", str(tmp_path / "d"),
-                "--version", "0.9", "--json")
+                "--version", "0.9", "--no-wheelhouse", "--json")
     assert p.returncode == 0, p.stderr
     path = json.loads(p.stdout)["path"]
     p = run_cli("verify", path, "--public-key", str(key.with_suffix(".pub")))
