@@ -119,7 +119,10 @@ def _fmt_eval(r: dict) -> str:
     return (f"{r['model']} on {r['split']} ({r['n']} images; threshold {r['threshold']:.4f} from "
             f"{r['threshold_source']}): accuracy {r['accuracy']:.4f}, balanced accuracy {r['balanced_accuracy']:.4f}, "
             f"sensitivity {r['sensitivity']:.4f}, specificity {r['specificity']:.4f}, PPV {r['ppv']:.4f}, "
-            f"AUROC {r['auroc']:.4f}; confusion [[TN {cm[0][0]}, FP {cm[0][1]}], [FN {cm[1][0]}, TP {cm[1][1]}]]")
+            f"AUROC {r['auroc']:.4f}; confusion [[TN {cm[0][0]}, FP {cm[0][1]}], [FN {cm[1][0]}, TP {cm[1][1]}]]"
+            + "".join(f"\n  {name} ({m['n']} images, {m['malignant']} malignant): sensitivity {m['sensitivity']:.4f}, "
+                      f"specificity {m['specificity']:.4f}, AUROC {m['auroc']:.4f}"
+                      for name, m in r.get("by_source", {}).items()))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

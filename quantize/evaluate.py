@@ -130,6 +130,7 @@ def evaluate(model_path: str | Path, isic_dir: str | Path, split: str = "test", 
     """Metrics of one model on one subset of a labelled ISIC folder, at the model's own threshold by default."""
     from edge_sca.isic import load_isic_folder
     from quantize.data import load_split
+    from quantize.sources import POOLED, per_source_metrics
 
     scorer = load_scorer(model_path)
     folder = load_isic_folder(isic_dir, skip_bad=skip_bad)
@@ -140,6 +141,7 @@ def evaluate(model_path: str | Path, isic_dir: str | Path, split: str = "test", 
     p = scorer.p_malignant(np.asarray(data.x))
     thr = scorer.threshold if threshold is None else float(threshold)
     metrics = binary_metrics(data.y, p, thr)
+    by_source = {k: m for k, m in per_source_metrics(data.y, p, data.sources, thr).items() if k != POOLED}
     return {"model": str(scorer.path), "kind": scorer.kind, "isic_dir": str(folder.root), "split": split,
             "counts": data.counts(), "threshold_source": scorer.threshold_source if threshold is None else "given",
-            **metrics}
+            **metrics, "by_source": by_source}

@@ -132,6 +132,7 @@ def test_evaluate_tflite_split_all_without_a_split_column(random_models, no_spli
     assert rc == 0 and r["n"] == 18 and r["counts"] == {"benign": 9, "malignant": 9}
     assert r["threshold"] == 0.5 and r["threshold_source"].startswith("manifest")
     assert sum(map(sum, r["confusion"])) == 18
+    assert sum(m["n"] for m in r["by_source"].values()) == 18  # every image counted under its source
     for key in ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "auroc"):
         assert key in r
 
