@@ -327,7 +327,7 @@ class ReplayCamera(Camera):
                 if not records:
                     where = "" if split == "all" else f" in the {split} split"
                     raise CameraConfigError(f"{self.name}: no rows{where} with dataset {dataset!r}; the metadata's "
-                                      f"dataset column has: {', '.join(repr(s) for s in sources) or 'nothing'}")
+                                            f"dataset column has: {', '.join(repr(s) for s in sources) or 'nothing'}")
             return [(r.path, r.isic_id, r.label) for r in records]
         if dataset is not None:
             raise CameraConfigError(f"{self.name}: --dataset needs an ISIC folder with a metadata.csv")

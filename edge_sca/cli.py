@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 from edge_sca import config
+from edge_sca.audit import AuditError
 from edge_sca.cli_common import add_common, emit, positive_float, positive_int, run_cli
 from edge_sca.errors import EdgeScaError, ImageError
 
@@ -96,9 +97,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if controller is not None:
             controller.close()
     emit(report, args.json, _format_report)
-    if report.get("error"):
+    if report.get("error"):  # the audit log failed: no decision may be shown until the disk is fixed
         print(f"error: {report['error']}", file=sys.stderr)
-        return 2
+        return AuditError.exit_status
     return 0
 
 
