@@ -441,7 +441,8 @@ def run_parity_only(opts: CheckOptions, report_path: Path) -> dict:
 
 
 def merge_parity(report: dict, new: dict, step: dict) -> None:
-    """Put parity NEW into REPORT: its CPUs replace the report's entries for them, the others stay."""
+    """Put parity NEW into REPORT: its CPUs replace the report's entries for them, the others stay. STEP (timings,
+    and where the parity was run) becomes the report's parity step."""
     old = report.get("parity") or {}
     def shas(p: dict) -> dict[str, str]:
         return {k: v["sha256"] for k, v in p["models"].items()}
@@ -455,3 +456,4 @@ def merge_parity(report: dict, new: dict, step: dict) -> None:
     failed = any("error" in st for st in steps)
     report.update(parity=merged, steps=steps, cpus=sorted({c["qemu_cpu"] for c in merged["cpus"].values()}),
                   passed=not failed and merged["passed"])
+    report.pop("unfinished", None)  # a check stopped before its parity step is complete with this one

@@ -139,6 +139,11 @@ def parity_table(parity: dict) -> str:
     for cpu in parity["cpus"].values():
         for name, r in cpu["models"].items():
             lines.append(f"| {name.removesuffix('.tflite')} | {cpu['qemu_cpu']} ({cpu['board']}) | {r['n']} | "
-                         f"{r['max_abs_delta_p']:.5f} | {r['mean_abs_delta_p']:.5f} | {r['identical']} | "
+                         f"{_p(r['max_abs_delta_p'])} | {_p(r['mean_abs_delta_p'])} | {r['identical']} | "
                          f"{r['flips']} | {'yes' if r['passed'] else 'NO'} (<= {r['bound']}) |")
     return "\n".join(lines)
+
+
+def _p(x: float) -> str:
+    """A probability difference: 5 decimals, or 2 significant digits when it is smaller than that shows."""
+    return f"{x:.5f}" if x == 0 or x >= 1e-4 else f"{x:.1e}"
