@@ -58,11 +58,11 @@ def time_interleaved(paths: list[Path], rounds: int, runs: int, warmup: int, thr
     models = [TFLiteModel(p, threads=threads) for p in paths]
     tensors = [_input(m) for m in models]
     samples: dict[str, list[float]] = {str(p): [] for p in paths}
-    for m, t in zip(models, tensors):
+    for m, t in zip(models, tensors, strict=False):
         for _ in range(warmup):
             m.invoke_raw(t)
     for r in range(rounds):
-        for p, m, t in zip(paths, models, tensors):
+        for p, m, t in zip(paths, models, tensors, strict=False):
             for _ in range(runs):
                 t0 = time.perf_counter_ns()
                 m.invoke_raw(t)
@@ -103,7 +103,8 @@ def _shown(p: Path) -> str:
 def markdown(result: dict) -> str:
     lines = [f"Written by `{result['command']}` on {result['machine']} ({result['threads']} thread(s), "
              f"{result['rounds']} interleaved rounds of {result['runs']} invokes per file).", "",
-             "| model | file | bytes | p50 ms | p10-p90 ms | p99 ms | median / baseline | speed budget | integer + XNNPACK |",
+             "| model | file | bytes | p50 ms | p10-p90 ms | p99 ms | median / baseline | speed budget | "
+             "integer + XNNPACK |",
              "|---|---|---:|---:|---|---:|---:|---|---|"]
     for m in result["models"]:
         for f in m["files"]:

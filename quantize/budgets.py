@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class Budget(str, Enum):
+class Budget(StrEnum):
     """The budget kinds; program logic keys on these, messages are for people."""
 
     AGREEMENT = "agreement"

@@ -100,8 +100,9 @@ def _fmt_convert(rows: list[dict]) -> str:
     for r in rows:
         m = r["metrics"]
         split = " / ".join(f"{s} {d['agreement']:.2%}" for s, d in r["splits"].items())
-        lines.append(f"{r['model']} ({r['recipe']}, {r['split']}, {r['n']} images): int8 agreement {r['agreement']:.2%} "
-                     f"({split}), flips malignant->benign {r['malignant_to_benign']} (missed cancers {r['missed_cancers']}) / benign->malignant "
+        lines.append(f"{r['model']} ({r['recipe']}, {r['split']}, {r['n']} images): int8 agreement "
+                     f"{r['agreement']:.2%} ({split}), flips malignant->benign {r['malignant_to_benign']} (missed "
+                     f"cancers {r['missed_cancers']}) / benign->malignant "
                      f"{r['benign_to_malignant']}, delta sensitivity {r['delta_sensitivity'] * 100:+.2f} points, "
                      f"delta AUROC {r['delta_auroc']:+.4f}, mean / max |dp| {r['mean_abs_delta_p']:.4f} / "
                      f"{r['max_abs_delta_p']:.4f}, size {r['size_ratio']:.1%} of float32; balanced accuracy "
@@ -189,12 +190,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def cmd_debug(args: argparse.Namespace) -> int:
+    from edge_sca.config import model_stem
     from edge_sca.isic import load_isic_folder, resolve_isic_dir
     from quantize.debug import layer_errors
     from quantize.evaluate import load_source_model
     from quantize.pipeline import calibration_set
     from quantize.provenance import write_json
-    from edge_sca.config import model_stem
 
     models_dir = Path(args.models_dir)
     src = models_dir / f"{model_stem(args.model)}.keras"

@@ -19,7 +19,8 @@ from quantize.recipe import load_recipe
 log = logging.getLogger(__name__)
 
 BUILD_DIR = REPO_ROOT / "build" / "quantize" / "methods"
-_FIGURES = ("agreement", "malignant_to_benign", "missed_cancers", "benign_to_malignant", "delta_sensitivity", "delta_auroc",
+_FIGURES = ("agreement", "malignant_to_benign", "missed_cancers", "benign_to_malignant", "delta_sensitivity",
+            "delta_auroc",
             "mean_abs_delta_p", "max_abs_delta_p")
 
 
@@ -88,7 +89,8 @@ def markdown(table: dict) -> str:
         budgets = ("met" if r["budgets_ok"] else "broken: " + ", ".join(r["failed_budgets"])) if pooled else ""
         split = f"**{r['split']}**" if pooled else r["split"]
         lines.append(f"| {r['model'].upper()} | {r['recipe']} | {split} | {r['n']} | {r['agreement']:.2%} | "
-                     f"{r['malignant_to_benign']} ({r['missed_cancers']}) | {r['benign_to_malignant']} | {r['delta_sensitivity'] * 100:+.2f} | "
+                     f"{r['malignant_to_benign']} ({r['missed_cancers']}) | {r['benign_to_malignant']} | "
+                     f"{r['delta_sensitivity'] * 100:+.2f} | "
                      f"{r['delta_auroc']:+.4f} | {r['mean_abs_delta_p']:.4f} / {r['max_abs_delta_p']:.4f} | "
                      f"{r['int8_bytes']:,} ({r['size_ratio']:.1%}) | {budgets} |")
     return "\n".join(lines) + "\n"

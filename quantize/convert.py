@@ -154,7 +154,8 @@ def check_integer_xnnpack(tflite_bytes: bytes) -> None:
     if "float32" in dtypes:
         raise ModelError("the int8 model has float32 tensors: conversion fell back to float for some ops")
     if ops - XNNPACK_INT8_OPS:
-        raise ModelError(f"the int8 model has ops XNNPACK does not take in int8: {', '.join(sorted(ops - XNNPACK_INT8_OPS))}")
+        extra = ", ".join(sorted(ops - XNNPACK_INT8_OPS))
+        raise ModelError(f"the int8 model has ops XNNPACK does not take in int8: {extra}")
 
 
 def tensor_types_and_ops(tflite_bytes: bytes) -> tuple[set[str], set[str]]:

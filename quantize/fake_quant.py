@@ -101,17 +101,18 @@ def activation_ranges(model, pixels: np.ndarray, batch: int = 16) -> dict[str, t
     dense = model.get_layer(OUTPUT_NAME)
     probe = keras.Model(model.input, [model.get_layer(n).output for n in names] + [dense.input])
     kernel, bias = (np.asarray(w) for w in dense.get_weights())
-    lo = {n: 0.0 for n in names + [OUTPUT_NAME]}
+    lo = dict.fromkeys(names + [OUTPUT_NAME], 0.0)
     hi = dict(lo)
     for i in range(0, len(pixels), batch):
         outs = probe.predict_on_batch(to_float(np.asarray(pixels[i:i + batch])))
         outs = list(outs[:-1]) + [np.asarray(outs[-1]) @ kernel + bias]
-        for n, o in zip(names + [OUTPUT_NAME], outs):
+        for n, o in zip(names + [OUTPUT_NAME], outs, strict=False):
             lo[n], hi[n] = min(lo[n], float(np.min(o))), max(hi[n], float(np.max(o)))
     return {n: (lo[n], hi[n]) for n in lo}
 
 
-def converter_ranges(tflite_bytes: bytes, model, fallback: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+def converter_ranges(tflite_bytes: bytes, model,
+                     fallback: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
     """The activation ranges the converter actually chose, read from an int8 .tflite of `model`.
 
     Calibration statistics are not the whole story: the converter gives every ReLU6 output [0, 6] and widens a
@@ -193,10 +194,7 @@ def _layers_module():
                 return kernel, bias if bias is not None else 0.0
             mean, inv_std = self.bn
             factor = self.gamma * inv_std
-            if self.depthwise:
-                kernel = kernel * tf.reshape(factor, [1, 1, -1, 1])
-            else:
-                kernel = kernel * factor
+            kernel = kernel * tf.reshape(factor, [1, 1, -1, 1]) if self.depthwise else kernel * factor
             folded_bias = self.beta - factor * mean
             if bias is not None:
                 folded_bias = folded_bias + factor * bias

@@ -26,9 +26,9 @@ from edge_sca.config import INPUT_SIZE, REPO_ROOT, model_stem
 from edge_sca.errors import DataError, ModelError
 from edge_sca.fileio import sha256_file
 from edge_sca.isic import IsicFolder, load_isic_folder
-from edge_sca.training_record import record_macs, record_threshold
 from edge_sca.manifest import load_manifest, manifest_path
 from edge_sca.preprocess import PREPROCESS_VERSION
+from edge_sca.training_record import record_macs, record_threshold
 from quantize.budgets import Budget, Drift, broken, check_budgets
 from quantize.data import Arrays, data_key, load_split
 from quantize.recipe import BiasCorrection, CalibrationSource, Method, Recipe, load_recipe
@@ -327,7 +327,8 @@ def eval_data_key(job: Job) -> str:
 def run(job: Job) -> Outcome:
     """Quantize, then validate (drift on val + test, keep-float, budgets); all reused when nothing changed."""
     variants = ["float32", "int8"] + [v for v in job.options.variants if v not in ("float32", "int8")]
-    inputs_key = hashlib.sha256(json.dumps([job.key(v) for v in variants] + [eval_data_key(job)]).encode()).hexdigest()[:24]
+    keys = [job.key(v) for v in variants] + [eval_data_key(job)]
+    inputs_key = hashlib.sha256(json.dumps(keys).encode()).hexdigest()[:24]
     cached = _cached_report(job, inputs_key)
     if cached is not None:
         log.info("%s: models and drift report are up to date (key %s); reusing them", job.name, inputs_key[:12])

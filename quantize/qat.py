@@ -118,7 +118,7 @@ class _Trainer:
                 logits = twin(x, training=True)
                 loss = tf.reduce_mean(weight * tf.square(logits[:, 1] - logits[:, 0] - target))
             grads = tape.gradient(loss, twin.trainable_variables)
-            opt.apply_gradients(zip(grads, twin.trainable_variables))
+            opt.apply_gradients(zip(grads, twin.trainable_variables, strict=False))
             return loss
 
         self.step = step

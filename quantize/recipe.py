@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from edge_sca.config import REPO_ROOT
@@ -25,17 +25,17 @@ DEFAULT_RECIPE = "qat"
 BASELINE_RECIPE = "ptq"
 
 
-class Method(str, Enum):
+class Method(StrEnum):
     PTQ = "ptq"
     QAT = "qat"
 
 
-class CalibrationSource(str, Enum):
+class CalibrationSource(StrEnum):
     COLUMN = "calibration_column"  # the ISIC folder's `calibration` rows (a stratified subset when size is given)
     TRAIN = "train"  # a seeded, stratified draw of `size` train images
 
 
-class BiasCorrection(str, Enum):
+class BiasCorrection(StrEnum):
     LOGIT = "logit"  # remove int8's mean shift of the malignant logit, measured on the calibration images
     NONE = "none"
 
@@ -132,7 +132,8 @@ def parse(data: dict, source: str = "", sha256: str = "") -> Recipe:
         raise EdgeScaError(f"{source}: a recipe is a JSON object")
     unknown = sorted(set(data) - _KEYS)
     if unknown:
-        raise EdgeScaError(f"{source}: unknown recipe field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_KEYS))}")
+        raise EdgeScaError(f"{source}: unknown recipe field(s) {', '.join(unknown)}; "
+                           f"allowed: {', '.join(sorted(_KEYS))}")
     if "name" not in data or "method" not in data:
         raise EdgeScaError(f"{source}: a recipe needs 'name' and 'method'")
     method = _enum(Method, data["method"], "method", source)
@@ -154,8 +155,10 @@ def parse(data: dict, source: str = "", sha256: str = "") -> Recipe:
     elif data.get("qat"):
         raise EdgeScaError(f"{source}: 'qat' settings given for method 'ptq'; remove them or use method 'qat'")
     return Recipe(name=str(data["name"]), method=method, description=str(data.get("description", "")),
-                  seed=int(data.get("seed", 0)), calibration=calibration, per_channel=bool(data.get("per_channel", True)),
-                  bias_correction=_enum(BiasCorrection, data.get("bias_correction", "logit"), "bias_correction", source),
+                  seed=int(data.get("seed", 0)), calibration=calibration,
+                  per_channel=bool(data.get("per_channel", True)),
+                  bias_correction=_enum(BiasCorrection, data.get("bias_correction", "logit"), "bias_correction",
+                                        source),
                   qat=qat, source_file=source, sha256=sha256)
 
 

@@ -21,7 +21,7 @@ def plot_confusions(metrics: dict[str, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
-    for ax, (name, m) in zip(axes[0], metrics.items()):
+    for ax, (name, m) in zip(axes[0], metrics.items(), strict=False):
         cm = np.array(m["confusion"])
         ax.imshow(cm, cmap="Blues")
         for (i, j), v in np.ndenumerate(cm):

@@ -6,8 +6,18 @@ import numpy as np
 import pytest
 
 from quantize import budgets
-from quantize.budgets import (MAX_AUROC_DROP, MAX_DELTA_SENSITIVITY, MAX_MALIGNANT_TO_BENIGN, MAX_SIZE_RATIO,
-                              MIN_AGREEMENT, Budget, Drift, broken, check_budgets, check_latency)
+from quantize.budgets import (
+    MAX_AUROC_DROP,
+    MAX_DELTA_SENSITIVITY,
+    MAX_MALIGNANT_TO_BENIGN,
+    MAX_SIZE_RATIO,
+    MIN_AGREEMENT,
+    Budget,
+    Drift,
+    broken,
+    check_budgets,
+    check_latency,
+)
 from quantize.data import Arrays
 from quantize.drift import compare, compare_splits
 
@@ -20,8 +30,9 @@ def _data(y):
 
 
 def _at_limits(**change) -> Drift:
-    base = dict(agreement=MIN_AGREEMENT, malignant_to_benign=5, malignant_images=1000,
-                delta_sensitivity=-MAX_DELTA_SENSITIVITY, delta_auroc=-MAX_AUROC_DROP, size_ratio=MAX_SIZE_RATIO)
+    base = {"agreement": MIN_AGREEMENT, "malignant_to_benign": 5, "malignant_images": 1000,
+                "delta_sensitivity": -MAX_DELTA_SENSITIVITY, "delta_auroc": -MAX_AUROC_DROP,
+                "size_ratio": MAX_SIZE_RATIO}
     return Drift(**(base | change))
 
 
@@ -91,7 +102,8 @@ def test_a_benign_image_leaving_malignant_is_no_missed_cancer():
     p_q = p_f.copy()
     p_q[70] = 0.45  # int8 calls it benign: a malignant -> benign flip, but no cancer is missed
     q = compare({"float32": p_f, "int8": p_q}, _data(y), 0.5, SIZES)["int8_vs_float32"]
-    assert q["malignant_to_benign"] == 1 and q["missed_cancers"] == 0 and q["malignant_to_benign_images"][0]["label"] == "benign"
+    assert q["malignant_to_benign"] == 1 and q["missed_cancers"] == 0
+    assert q["malignant_to_benign_images"][0]["label"] == "benign"
 
 
 def test_size_budget_alone_can_fail():

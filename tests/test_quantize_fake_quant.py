@@ -61,9 +61,9 @@ def test_twin_without_quantisation_is_the_float_model(model_c, pixels):
 def test_write_back_of_an_untrained_twin_reproduces_the_weights(model_c):
     from quantize.fake_quant import build_twin, write_back
 
-    ranges = {name: (0.0, 1.0) for name in [layer.name for layer in model_c.layers] + ["probs"]}
+    ranges = dict.fromkeys([layer.name for layer in model_c.layers] + ["probs"], (0.0, 1.0))
     copy = write_back(build_twin(model_c, ranges), model_c)
-    for a, b in zip(model_c.get_weights(), copy.get_weights()):
+    for a, b in zip(model_c.get_weights(), copy.get_weights(), strict=False):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-7)
 
 

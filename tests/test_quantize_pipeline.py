@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import make_tiny_isic
+
 from quantize import budgets
 from quantize.cli import main
 

@@ -5,8 +5,16 @@ import json
 import pytest
 
 from edge_sca.errors import EdgeScaError
-from quantize.recipe import (BASELINE_RECIPE, DEFAULT_RECIPE, BiasCorrection, CalibrationSource, Method, available,
-                             load_recipe, parse)
+from quantize.recipe import (
+    BASELINE_RECIPE,
+    DEFAULT_RECIPE,
+    BiasCorrection,
+    CalibrationSource,
+    Method,
+    available,
+    load_recipe,
+    parse,
+)
 
 
 def test_shipped_recipes_load_and_name_themselves():
