@@ -122,8 +122,8 @@ def _report_failures(failures: list[str], kinds: set) -> int:
         print(f"budget broken: {f}", file=sys.stderr)
     drift = {Budget.AGREEMENT, Budget.MALIGNANT_TO_BENIGN, Budget.DELTA_SENSITIVITY, Budget.DELTA_AUROC}
     if kinds & drift:
-        print("int8 drift is over budget (see the drift report); try --recipe qat (quantisation-aware "
-              "fine-tuning), --keep-float-auto, or `python -m quantize compare` to measure the recipes",
+        print("int8 drift is over budget (see the drift report): `python -m quantize compare` measures every recipe "
+              "(docs/quantization.md); --keep-float-auto keeps the worst layers in float (no longer fully integer)",
               file=sys.stderr)
     if Budget.SIZE_RATIO in kinds:
         print("int8 file over budget: did the conversion fall back to float? Check `quantize debug`; --per-tensor "
