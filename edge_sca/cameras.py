@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from edge_sca import config
-from edge_sca.errors import CameraError, DataError, ImageError, ImageTooLargeError
+from edge_sca.errors import CameraConfigError, CameraError, DataError, ImageError, ImageTooLargeError
 from edge_sca.preprocess import read_image
 
 log = logging.getLogger(__name__)
@@ -306,11 +306,11 @@ class ReplayCamera(Camera):
         self.items = self._list(split, dataset)
         self.pos = 0
         if not self.items:
-            raise CameraError(f"{self.name}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder; check the path")
+            raise CameraConfigError(f"{self.name}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder; check the path")
 
     def _list(self, split: str, dataset: str | None) -> list[tuple[Path, str, int | None]]:
         if not self.folder.is_dir():
-            raise CameraError(f"{self.name}: not a folder; give replay:DIR with images (an ISIC folder works)")
+            raise CameraConfigError(f"{self.name}: not a folder; give replay:DIR with images (an ISIC folder works)")
         if (self.folder / "metadata.csv").is_file():
             from edge_sca.isic import load_isic_folder
 
@@ -318,7 +318,7 @@ class ReplayCamera(Camera):
                 isic = load_isic_folder(self.folder, skip_bad=True, require_labels=False)
                 records = isic.subset(split)
             except DataError as exc:
-                raise CameraError(f"{self.name}: {exc}") from exc
+                raise CameraConfigError(f"{self.name}: {exc}") from exc
             for reason, n in isic.skipped.items():
                 self.skipped[reason] = self.skipped.get(reason, 0) + n
             if dataset is not None:
@@ -326,11 +326,11 @@ class ReplayCamera(Camera):
                 records = [r for r in records if r.dataset == dataset]
                 if not records:
                     where = "" if split == "all" else f" in the {split} split"
-                    raise CameraError(f"{self.name}: no rows{where} with dataset {dataset!r}; the metadata's "
+                    raise CameraConfigError(f"{self.name}: no rows{where} with dataset {dataset!r}; the metadata's "
                                       f"dataset column has: {', '.join(repr(s) for s in sources) or 'nothing'}")
             return [(r.path, r.isic_id, r.label) for r in records]
         if dataset is not None:
-            raise CameraError(f"{self.name}: --dataset needs an ISIC folder with a metadata.csv")
+            raise CameraConfigError(f"{self.name}: --dataset needs an ISIC folder with a metadata.csv")
         files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         return [(p, p.stem, None) for p in files]
 
@@ -412,4 +412,4 @@ def open_camera(spec: str, **kw) -> Camera:
         return OpenCVCamera(int(arg) if arg.isdigit() else arg, **kw)
     if kind == "replay" and arg:
         return ReplayCamera(arg, **kw)
-    raise CameraError(f"unknown camera {spec!r}; use {SPECS}")
+    raise CameraConfigError(f"unknown camera {spec!r}; use {SPECS}")

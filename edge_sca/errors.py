@@ -46,6 +46,13 @@ class CameraError(EdgeScaError):
     exit_status = ExitStatus.HARDWARE
 
 
+class CameraConfigError(CameraError):
+    """A camera that cannot work as configured (unknown spec, a replay folder without images or rows): a restart
+    will not help, so it exits with ERROR, not HARDWARE."""
+
+    exit_status = ExitStatus.ERROR
+
+
 class ControllerLost(EdgeScaError):
     """The scanner's board went away (unplugged, powered off, not answering); the run loop reopens it."""
 

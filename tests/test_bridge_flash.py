@@ -57,7 +57,7 @@ def fake_bundle(tmp_path, keys, write_fake_model):
     def make(version: str, model: bytes | None = None) -> Path:
         d = tmp_path / f"models-{version}"
         write_fake_model(d, "cancernet_sca_b_int8", model or f"model {version}".encode())
-        return make_bundle(d, keys[0], tmp_path / "dist", version=version).path
+        return make_bundle(d, keys[0], tmp_path / "dist", version=version, with_wheels=False).path
     return make
 
 
