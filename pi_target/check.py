@@ -451,8 +451,9 @@ def merge_parity(report: dict, new: dict, step: dict) -> None:
         raise PiTargetError("the report's parity was measured on other images or models; run `make pi-check`")
     merged = {**new, "cpus": {**old.get("cpus", {}), **new["cpus"]}}
     merged["passed"] = all(r["passed"] for c in merged["cpus"].values() for r in c["models"].values())
-    steps = [st for st in report.get("steps", []) if st["step"] != "parity"]
-    steps.append({**step, "parity": merged})
+    name = f"parity {','.join(sorted(new['cpus']))}"  # one step per merged run, e.g. "parity pi4"
+    steps = [st for st in report.get("steps", []) if st["step"] not in ("parity", name)]
+    steps.append({**step, "step": name, "parity": new})
     failed = any("error" in st for st in steps)
     report.update(parity=merged, steps=steps, cpus=sorted({c["qemu_cpu"] for c in merged["cpus"].values()}),
                   passed=not failed and merged["passed"])

@@ -130,11 +130,11 @@ TINY_QAT = {"name": "tiny_qat", "method": "qat", "seed": 1, "bias_correction": "
                     "threshold_focus_logits": 1.0}}
 
 
-def test_qat_recipe_fine_tunes_converts_and_reuses_its_model(trained, tiny_isic, tmp_path):
+def test_qat_recipe_fine_tunes_converts_and_reuses_its_model(trained, tiny_isic, tmp_path, io_names):
     """Quantisation-aware fine-tuning end to end (2 steps): the fine-tuned model and its record are written beside
     the trained one, the int8 model is the same kind (fully integer, input_1 / probs), a re-run reuses it all."""
     from edge_sca.interpreter import TFLiteModel
-    from quantize.convert import check_integer_xnnpack, io_names
+    from quantize.convert import check_integer_xnnpack
 
     for f in trained.iterdir():
         if f.is_file() and f.name.startswith("cancernet_sca_b.") :
