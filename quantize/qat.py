@@ -51,8 +51,10 @@ class QatSettings:
     #: (1 + FOCUS_GAIN) times more in the loss: decisions flip there. 0 weighs every image alike.
     threshold_focus_logits: float = 0.0
 
-    def steps(self) -> int:
-        return self.epochs * (self.train_images // self.batch_size)
+    def steps(self, images: int | None = None) -> int:
+        """Optimiser steps for `images` train images (the recipe's count when the split has that many)."""
+        n = self.train_images if images is None else images
+        return self.epochs * (n // self.batch_size)
 
 
 def balanced_subset(train: Arrays, n: int, seed: int) -> np.ndarray:
@@ -192,12 +194,12 @@ def fine_tune(model, source_path: Path, train: Arrays, range_pixels: np.ndarray,
     keras.utils.set_random_seed(seed)
     x = np.asarray(train.x[picks])
     log.info("fine-tuning %s for int8: %d train images (%s), %d steps of %d, lr %g", source_path.name, len(x),
-             _counts(train, picks), settings.steps(), settings.batch_size, settings.learning_rate)
+             _counts(train, picks), settings.steps(len(x)), settings.batch_size, settings.learning_rate)
     ranges = twin_ranges(model, np.asarray(range_pixels))
     target = _margins(float_logits(model, x))
     weights = loss_weights(target, threshold, settings.threshold_focus_logits)
-    trainer = _Trainer(model, ranges, settings, settings.steps())
-    state = trainer.restore(paths, key) or {"key": key, "step": 0, "steps": settings.steps(), "losses": [],
+    trainer = _Trainer(model, ranges, settings, settings.steps(len(x)))
+    state = trainer.restore(paths, key) or {"key": key, "step": 0, "steps": settings.steps(len(x)), "losses": [],
                                             "seconds": 0.0}
     order = _batch_order(len(x), settings, seed)
     _train_steps(trainer, x, target, weights, order, state, paths)

@@ -126,7 +126,7 @@ def test_uint8_per_tensor_rebuilds_only_the_int8_model(converted, tiny_isic, tmp
 
 
 TINY_QAT = {"name": "tiny_qat", "method": "qat", "seed": 1, "bias_correction": "none",
-            "qat": {"train_images": 8, "epochs": 1, "batch_size": 4, "learning_rate": 1e-5,
+            "qat": {"train_images": 8, "epochs": 1, "batch_size": 3, "learning_rate": 1e-5,
                     "threshold_focus_logits": 1.0}}
 
 
