@@ -46,8 +46,8 @@ recalibrate: setup  ## re-check the threshold on SITE_DIR (a site's labelled cap
 # MODEL given on the command line or in the environment picks one model; otherwise every model in MODELS.
 QUANTIZE_MODELS = $(if $(filter command line environment,$(origin MODEL)),$(MODEL),$(MODELS))
 
-quantize: setup  ## int8 + float32 .tflite, manifests and drift report for MODELS (or MODEL=b); exit 1 over budget
-	$(PY) -m quantize convert $(foreach m,$(QUANTIZE_MODELS),--model $(m)) --isic-dir $(ISIC_DIR) $(ARGS)
+quantize: setup  ## int8 (RECIPE, default qat) + float32 .tflite, manifests, drift report for MODELS (or MODEL=b); exit 1 over budget
+	$(PY) -m quantize convert $(foreach m,$(QUANTIZE_MODELS),--model $(m)) --isic-dir $(ISIC_DIR) $(if $(RECIPE),--recipe $(RECIPE)) $(ARGS)
 
 bench:  ## time every model in models/ on this machine (ARGS=--quick for a short run; adds drift when ISIC_DIR exists)
 	$(PY) benchmarks/device_bench.py $(if $(wildcard $(ISIC_DIR)/metadata.csv),--isic-dir $(ISIC_DIR)) $(ARGS)

@@ -137,42 +137,53 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _options(args: argparse.Namespace):
     from quantize.convert import VARIANTS
     from quantize.pipeline import QuantizeOptions
+    from quantize.recipe import load_recipe
 
-    extra = [v.strip() for v in (args.variants or "").split(",") if v.strip()]
+    extra = [v.strip() for v in (getattr(args, "variants", None) or "").split(",") if v.strip()]
     bad = [v for v in extra if v not in VARIANTS]
     if bad:
         raise EdgeScaError(f"unknown variant(s) {', '.join(bad)} in --variants; choose from {', '.join(VARIANTS)}")
-    return QuantizeOptions(io=args.io, variants=extra, calibration_size=args.calibration_size,
-                           keep_float=list(args.keep_float or []), keep_float_auto=args.keep_float_auto,
-                           skip_bad=args.skip_bad, per_tensor=args.per_tensor,
-                           bias_correction=not getattr(args, "no_bias_correction", False))
+    recipe = load_recipe(args.recipe).with_overrides(
+        args.calibration_size, getattr(args, "per_tensor", False), getattr(args, "no_bias_correction", False))
+    return QuantizeOptions(io=args.io, variants=extra, recipe=recipe, keep_float=list(getattr(args, "keep_float", None)
+                                                                                       or []),
+                           keep_float_auto=getattr(args, "keep_float_auto", False), skip_bad=args.skip_bad,
+                           threads=getattr(args, "threads", None))
 
 
 def _fmt_convert(rows: list[dict]) -> str:
     lines = []
     for r in rows:
         m = r["metrics"]
-        lines.append(f"{r['model']}: int8 agreement {r['agreement']:.2%}, delta sensitivity "
-                     f"{r['delta_sensitivity'] * 100:+.2f} points, flips malignant->benign {r['malignant_to_benign']} "
-                     f"/ benign->malignant {r['benign_to_malignant']}, max |dp| {r['max_abs_delta_p']:.4f}, size "
-                     f"{r['size_ratio']:.1%} of float32; balanced accuracy keras {m['keras']['balanced_accuracy']:.4f} "
-                     f"float32 {m['float32']['balanced_accuracy']:.4f} int8 {m['int8']['balanced_accuracy']:.4f}; "
+        split = " / ".join(f"{s} {d['agreement']:.2%}" for s, d in r["splits"].items())
+        lines.append(f"{r['model']} ({r['recipe']}, {r['split']}, {r['n']} images): int8 agreement "
+                     f"{r['agreement']:.2%} ({split}), flips malignant->benign {r['malignant_to_benign']} (missed "
+                     f"cancers {r['missed_cancers']}) / benign->malignant "
+                     f"{r['benign_to_malignant']}, delta sensitivity {r['delta_sensitivity'] * 100:+.2f} points, "
+                     f"delta AUROC {r['delta_auroc']:+.4f}, mean / max |dp| {r['mean_abs_delta_p']:.4f} / "
+                     f"{r['max_abs_delta_p']:.4f}, size {r['size_ratio']:.1%} of float32; balanced accuracy "
+                     f"keras {m['keras']['balanced_accuracy']:.4f} float32 {m['float32']['balanced_accuracy']:.4f} "
+                     f"int8 {m['int8']['balanced_accuracy']:.4f}; "
                      f"{'within budget' if r['budgets_ok'] else 'OVER BUDGET'}; report {r['report']}"
                      if "keras" in m else f"{r['model']}: see {r['report']}")
     return "\n".join(lines)
 
 
-def _report_failures(failures: list[str]) -> int:
+def _report_failures(failures: list[str], kinds: set) -> int:
+    from quantize.budgets import Budget
+
     if not failures:
         return 0
     for f in failures:
         print(f"budget broken: {f}", file=sys.stderr)
-    if any("sensitivity" in f or "agreement" in f for f in failures):
-        print("int8 drift is over budget (see the drift report); try --keep-float-auto, a larger calibration set, "
-              "or retrain", file=sys.stderr)
-    if any("file is" in f for f in failures):
-        print("int8 file over budget: per-channel scales and int64 zero points are about a fifth of an int8 "
-              "CancerNet file; --per-tensor drops them (check its drift)", file=sys.stderr)
+    drift = {Budget.AGREEMENT, Budget.MALIGNANT_TO_BENIGN, Budget.DELTA_SENSITIVITY, Budget.DELTA_AUROC}
+    if kinds & drift:
+        print("int8 drift is over budget (see the drift report): `python -m quantize compare` measures every recipe "
+              "(docs/quantization.md); --keep-float-auto keeps the worst layers in float (no longer fully integer)",
+              file=sys.stderr)
+    if Budget.SIZE_RATIO in kinds:
+        print("int8 file over budget: did the conversion fall back to float? Check `quantize debug`; --per-tensor "
+              "drops the per-channel scales (check its drift)", file=sys.stderr)
     return 1
 
 
@@ -182,13 +193,26 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     options = _options(args)
     isic = resolve_isic_dir(args.isic_dir)
-    rows, failures = [], []
+    rows, failures, kinds = [], [], set()
     for name in args.model or ["b", "c"]:
         outcome = run(prepare(name, isic, Path(args.models_dir), Path(args.reports_dir), options))
         rows.append(outcome.summary)
         failures += outcome.failures
+        kinds |= outcome.failed
     emit(rows, args.json, _fmt_convert)
-    return _report_failures(failures)
+    return _report_failures(failures, kinds)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from edge_sca.isic import resolve_isic_dir
+    from quantize.compare import BUILD_DIR, compare, markdown, write
+
+    table = compare(args.model or ["b", "c"], args.recipe or ["ptq", "ptq_calib2000", "qat"],
+                    resolve_isic_dir(args.isic_dir), Path(args.models_dir), Path(args.build_dir or BUILD_DIR),
+                    args.threads, args.skip_bad)
+    paths = write(table, Path(args.reports_dir))
+    emit(table | {"report": str(paths["md"])}, args.json, lambda t: markdown(t) + f"\n(written to {paths['md']})")
+    return 0
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
@@ -197,6 +221,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from quantize.budgets import broken, check_budgets
     from quantize.data import load_split
     from quantize.drift import measure
+    from quantize.pipeline import drift_of
     from quantize.report import write_report
 
     models_dir, stem = Path(args.models_dir), model_stem(args.model)
@@ -216,8 +241,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
         f"{args.model} on {folder.root.name}/{args.split} ({r['n']} images): agreement {q['agreement']:.2%}, delta "
         f"sensitivity {q['delta_sensitivity'] * 100:+.2f} points, malignant->benign {q['malignant_to_benign']}; "
         f"report {r['report']}"))
-    res = check_budgets(q["agreement"], q["delta_sensitivity"], result["size_ratio_int8_float32"])
-    return _report_failures([f"{args.model}: {b.message}" for b in broken(res)])
+    res = broken(check_budgets(drift_of(result)))
+    return _report_failures([f"{args.model}: {b.message}" for b in res], {b.kind for b in res})
 
 
 def cmd_debug(args: argparse.Namespace) -> int:
@@ -365,10 +390,23 @@ def _add_convert_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
     s.add_argument("--models-dir", default=str(MODELS_DIR), help="where <stem>.keras is read and .tflite written")
     s.add_argument("--reports-dir", default=str(default_reports_dir()), help="reports go to <dir>/<model>/")
-    s.add_argument("--calibration-size", type=positive_int, help="calibration images: a stratified subset of the "
-                   "calibration column, or of train when the metadata has no calibration column")
+    s.add_argument("--calibration-size", type=positive_int, help="override the recipe's calibration size: a "
+                   "stratified subset of the calibration column, or of train when the metadata has no calibration column")
     s.add_argument("--io", choices=("int8", "uint8"), default="int8", help="int8 model input/output type")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad rows, counting them")
+
+
+def _add_recipe_options(s: argparse.ArgumentParser) -> None:
+    from quantize.recipe import DEFAULT_RECIPE
+
+    s.add_argument("--recipe", default=DEFAULT_RECIPE, help="quantisation recipe: a name in quantize/recipes/ "
+                   f"(ptq, ptq_calib2000, qat, ...) or a .json path (default {DEFAULT_RECIPE})")
+    s.add_argument("--per-tensor", action="store_true",
+                   help="override the recipe: per-tensor int8 weight scales (smaller file, usually more drift)")
+    s.add_argument("--no-bias-correction", action="store_true",
+                   help="override the recipe: keep int8's systematic shift of the malignant logit (by default it "
+                        "is measured on the calibration images and removed from the classifier's bias)")
+    s.add_argument("--threads", type=positive_int, help="TensorFlow threads for quantisation-aware fine-tuning")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -456,17 +494,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("convert", help="calibrate and convert to float32 + int8 .tflite, drift report, budgets",
                        description=(
-        "What `make quantize` runs: for each --model, the float32 and fully-integer int8 .tflite (input_1 / probs) "
-        "with manifests in --models-dir, a drift report on the test split in --reports-dir/<model>/, and the "
-        "budgets (exit 1 when broken). A re-run with unchanged inputs reuses what it built."))
+        "What `make quantize` runs, in stages: calibrate (the recipe's images), quantize (float32 .tflite from "
+        "the trained model; int8 by the recipe: post-training quantisation, or quantisation-aware fine-tuning "
+        "then conversion) and validate (drift of int8 against float32 on val + test, each split reported, and "
+        "the budgets of quantize/budgets.py; exit 1 when one is broken). Models (input_1 / probs) and manifests "
+        "go to --models-dir, reports to --reports-dir/<model>/. A re-run with unchanged inputs reuses what it "
+        "built, the fine-tuned model (models/<stem>_qat.keras) included."))
     s.add_argument("--model", action="append", choices=MODEL_NAMES, help="model to convert (repeatable; default b, c)")
     _add_convert_options(s)
+    _add_recipe_options(s)
     s.add_argument("--variants", help="extra variants, comma-separated: float16,dynamic")
-    s.add_argument("--per-tensor", action="store_true",
-                   help="per-tensor int8 weight scales (smaller file than per-channel, usually more drift)")
-    s.add_argument("--no-bias-correction", action="store_true",
-                   help="keep int8's systematic shift of the malignant logit (by default it is measured on the "
-                        "calibration images and removed from the classifier's bias)")
     keep = s.add_mutually_exclusive_group()
     keep.add_argument("--keep-float", nargs="+", metavar="LAYER",
                       help="leave these layers (output tensor names, from `python -m quantize debug`) in float")
@@ -474,6 +511,20 @@ def build_parser() -> argparse.ArgumentParser:
                       help="when over budget, diagnose and leave the worst layers in float")
     add_common(s)
     s.set_defaults(func=cmd_convert)
+
+    s = sub.add_parser("compare", help="every recipe on every model: drift on val and test, size (a table)",
+                       description=(
+        "Build each --recipe's int8 model of each --model into --build-dir/<recipe>/ (the shipped models are not "
+        "touched) and measure it against the float32 model on val, test and both; writes methods.json and "
+        "methods.md to --reports-dir. Time the built files with `python -m benchmarks.int8_latency`."))
+    s.add_argument("--model", action="append", choices=MODEL_NAMES, help="model (repeatable; default b, c)")
+    s.add_argument("--recipe", action="append", help="recipe name or .json path (repeatable; default ptq, "
+                   "ptq_calib2000, qat)")
+    s.add_argument("--build-dir", help="where the int8 models are built (default build/quantize/methods)")
+    s.add_argument("--threads", type=positive_int, help="TensorFlow threads for quantisation-aware fine-tuning")
+    _add_convert_options(s)
+    add_common(s)
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("drift", help="float vs int8 drift of converted models on any labelled ISIC folder")
     s.add_argument("--model", required=True, choices=MODEL_NAMES)

@@ -21,6 +21,10 @@ from edge_sca.progress import Progress
 log = logging.getLogger(__name__)
 
 VARIANTS = ("float32", "int8", "float16", "dynamic")
+#: Builtin int8 ops XNNPACK delegates (int8 AVERAGE_POOL_2D and RESIZE_NEAREST_NEIGHBOR are deliberately absent):
+#: an int8 model with only these ops runs wholly in XNNPACK, with no graph split.
+XNNPACK_INT8_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "MUL", "MAX_POOL_2D", "MEAN",
+                              "SOFTMAX", "LOGISTIC", "RESIZE_BILINEAR", "RELU", "RELU6", "QUANTIZE", "DEQUANTIZE"})
 IO_TYPES = ("int8", "uint8")
 
 
@@ -142,6 +146,16 @@ def check_int8_input(tflite_bytes: bytes, io: str = "int8") -> None:
     if abs(scale - INT8_SCALE) > 1e-9 or zp != want_zp:
         raise ValueError(f"int8 input quantisation is scale {scale}, zero point {zp}; expected 1/255, {want_zp}: "
                          "the calibration images must span pixel values 0 to 255")
+
+
+def check_integer_xnnpack(tflite_bytes: bytes) -> None:
+    """Refuse an int8 model that is not fully integer, or has an op XNNPACK does not take (the graph would split)."""
+    dtypes, ops = tensor_types_and_ops(tflite_bytes)
+    if "float32" in dtypes:
+        raise ModelError("the int8 model has float32 tensors: conversion fell back to float for some ops")
+    if ops - XNNPACK_INT8_OPS:
+        extra = ", ".join(sorted(ops - XNNPACK_INT8_OPS))
+        raise ModelError(f"the int8 model has ops XNNPACK does not take in int8: {extra}")
 
 
 def tensor_types_and_ops(tflite_bytes: bytes) -> tuple[set[str], set[str]]:

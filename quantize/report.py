@@ -21,7 +21,7 @@ def plot_confusions(metrics: dict[str, dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
-    for ax, (name, m) in zip(axes[0], metrics.items()):
+    for ax, (name, m) in zip(axes[0], metrics.items(), strict=False):
         cm = np.array(m["confusion"])
         ax.imshow(cm, cmap="Blues")
         for (i, j), v in np.ndenumerate(cm):
@@ -67,14 +67,36 @@ def markdown(d: dict, title: str) -> str:
              f"malignant); threshold {d['threshold']:.4f} ({d.get('threshold_source', '')}).", "",
              "| metric | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     lines += [f"| {k} | " + " | ".join(_fmt(d["metrics"][n][k]) for n in names) + " |" for k in METRIC_ROWS]
-    lines += ["| size (bytes) | " + " | ".join(str(d["sizes_bytes"].get(n, "-")) for n in names) + " |", "",
-              "## int8 against float32", "",
+    lines += ["| size (bytes) | " + " | ".join(str(d["sizes_bytes"].get(n, "-")) for n in names) + " |", ""]
+    if d.get("recipe"):
+        r = d["recipe"]
+        lines += [f"int8 recipe: **{r['name']}** ({r['method']}; `{r.get('source_file', '')}`, sha256 "
+                  f"{r.get('sha256', '')[:12]}, seed {r['seed']}"
+                  + (f"; overrides {' '.join(r['overrides'])}" if r.get("overrides") else "") + ")."]
+        if d.get("qat_model"):
+            t = d["qat_model"]
+            lines[-1] += (f" Converted from the quantisation-aware fine-tuned model `{t['file']}` ({t['steps']} steps "
+                          f"on {t['train_images']} train images; record `{t['record']}`).")
+        lines.append("")
+    if d.get("splits"):
+        lines += ["| split | images (malignant) | agreement | malignant -> benign (of them malignant images) | "
+                  "benign -> malignant | delta sensitivity "
+                  "(points) | delta AUROC | mean / max abs delta p |", "|---|---:|---:|---:|---:|---:|---:|---|"]
+        for name, part in [*d["splits"].items(), (d.get("split", "all"), d)]:
+            p = part["int8_vs_float32"]
+            lines.append(f"| {name} | {part['n']} ({part['counts']['malignant']}) | {p['agreement']:.2%} | "
+                         f"{p['malignant_to_benign']} ({p['missed_cancers']}) | {p['benign_to_malignant']} | "
+                         f"{p['delta_sensitivity'] * 100:+.2f} | "
+                         f"{p['delta_auroc']:+.4f} | {p['mean_abs_delta_p']:.4f} / {p['max_abs_delta_p']:.4f} |")
+        lines.append("")
+    lines += ["## int8 against float32" + (f" ({d['split']})" if d.get("split") else ""), "",
               f"- top-1 agreement: {q['agreement']:.2%}",
               f"- delta sensitivity: {q['delta_sensitivity'] * 100:+.2f} points; delta specificity: "
-              f"{q['delta_specificity'] * 100:+.2f} points",
+              f"{q['delta_specificity'] * 100:+.2f} points; delta AUROC: {q.get('delta_auroc', float('nan')):+.4f}",
               f"- |delta p(malignant)|: mean {q['mean_abs_delta_p']:.4f}, max {q['max_abs_delta_p']:.4f}",
-              f"- flips benign -> malignant: {q['benign_to_malignant']}; malignant -> benign (dangerous): "
-              f"{q['malignant_to_benign']}",
+              f"- flips benign -> malignant: {q['benign_to_malignant']}; malignant -> benign: "
+              f"{q['malignant_to_benign']}, of them malignant images (missed cancers, dangerous): "
+              f"{q.get('missed_cancers', 'n/a')}",
               f"- int8 file / float32 file: {d['size_ratio_int8_float32']:.1%}", ""]
     if d.get("bias_correction"):
         b = d["bias_correction"]

@@ -7,8 +7,8 @@ import shutil
 
 import numpy as np
 import pytest
-
 from conftest import make_tiny_isic
+
 from quantize import budgets
 from quantize.cli import main
 
@@ -32,7 +32,7 @@ def trained(tiny_isic, tmp_path_factory):
 def converted(trained, tiny_isic, tmp_path_factory):
     reports = tmp_path_factory.mktemp("qreports")
     args = ["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(trained),
-            "--reports-dir", str(reports), "--json", "-q"]
+            "--reports-dir", str(reports), "--recipe", "ptq", "--json", "-q"]
     rc, out, err = _run(args)
     assert out, err
     return {"models": trained, "reports": reports, "args": args, "rc": rc, "rows": json.loads(out), "err": err}
@@ -52,9 +52,11 @@ def test_convert_writes_named_int8_and_float32_models_with_manifests(converted, 
         assert m["macs"] == record["macs"] > 0  # the device benchmark reads MACs from here
         assert m["calibration"]["source"] == "metadata calibration column"
         assert m["tool_versions"]["tensorflow"] and m["build_key"]
-        assert set(m["metrics"]) >= {"keras", "float32", "int8", "int8_vs_float32"}
+        assert set(m["metrics"]) >= {"keras", "float32", "int8", "int8_vs_float32", "splits"}
+        assert m["metrics"]["split"] == "val+test" and set(m["metrics"]["splits"]) == {"val", "test"}
         assert len(m["reference_vectors"]) == 3
     q = TFLiteModel(converted["models"] / "cancernet_sca_b_int8.tflite")
+    assert q.manifest.data["recipe"]["name"] == "ptq" and q.manifest.data["recipe"]["sha256"]
     assert q.dtype == "int8" and q.input["quantization"][1] == -128
     assert abs(q.input["quantization"][0] - 1 / 255) < 1e-9 and q.output["dtype"] == np.int8
 
@@ -62,18 +64,20 @@ def test_convert_writes_named_int8_and_float32_models_with_manifests(converted, 
 def test_drift_report_and_exit_status_follow_the_budgets(converted):
     rdir = converted["reports"] / "b"
     d = json.loads((rdir / "drift.json").read_text())
-    assert d["n"] == 6 and set(d["metrics"]) == {"keras", "float32", "int8"}
-    assert d["budgets"]["limits"] == budgets.BUDGETS
+    assert d["n"] == 12 and d["split"] == "val+test" and set(d["metrics"]) == {"keras", "float32", "int8"}
+    assert {s: v["n"] for s, v in d["splits"].items()} == {"val": 6, "test": 6}
+    assert d["budgets"]["limits"] == budgets.limits() and d["recipe"]["name"] == "ptq"
     for png in ("confusion.png", "scatter.png"):
         assert (rdir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     md = (rdir / "drift.md").read_text()
-    assert "top-1 agreement" in md and "malignant -> benign (dangerous)" in md
+    assert "top-1 agreement" in md and "missed cancers, dangerous" in md and "| val |" in md
     failed = [r for r in d["budgets"]["results"] if not r["ok"]]
     assert converted["rc"] == (1 if failed else 0)
     for r in failed:
         assert r["message"] in converted["err"]
     row = converted["rows"][0]
     assert row["agreement"] == d["int8_vs_float32"]["agreement"] and row["budgets_ok"] == (not failed)
+    assert row["failed_budgets"] == [r["name"] for r in failed]
 
 
 def test_int8_bias_correction_is_measured_on_calibration_and_recorded(converted):
@@ -95,6 +99,8 @@ def test_rerun_reuses_everything_and_still_applies_the_budgets(converted, monkey
     monkeypatch.setattr(budgets, "MAX_SIZE_RATIO", 1.0)
     monkeypatch.setattr(budgets, "MIN_AGREEMENT", 0.0)
     monkeypatch.setattr(budgets, "MAX_DELTA_SENSITIVITY", 1.0)
+    monkeypatch.setattr(budgets, "MAX_MALIGNANT_TO_BENIGN", 1.0)
+    monkeypatch.setattr(budgets, "MAX_AUROC_DROP", 1.0)
     rc, _, err = _run(converted["args"])
     assert rc == 0 and "budget broken" not in err
     assert [f.stat().st_mtime_ns for f in files] == before  # nothing was rebuilt
@@ -108,7 +114,7 @@ def test_uint8_per_tensor_rebuilds_only_the_int8_model(converted, tiny_isic, tmp
             shutil.copy2(f, tmp_path / f.name)
     float_mtime = (tmp_path / "cancernet_sca_b_float32.tflite").stat().st_mtime_ns
     rc, _, _ = _run(["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path),
-                     "--reports-dir", str(tmp_path / "r"), "--io", "uint8", "--per-tensor", "-q"])
+                     "--reports-dir", str(tmp_path / "r"), "--io", "uint8", "--per-tensor", "--recipe", "ptq", "-q"])
     assert rc in (0, 1)
     per_channel = (converted["models"] / "cancernet_sca_b_int8.tflite").stat().st_size
     assert (tmp_path / "cancernet_sca_b_int8.tflite").stat().st_size < 0.9 * per_channel  # no per-channel scales
@@ -116,6 +122,56 @@ def test_uint8_per_tensor_rebuilds_only_the_int8_model(converted, tiny_isic, tmp
     assert q.dtype == "uint8" and q.input["quantization"][1] == 0 and q.output["dtype"] == np.uint8
     assert q.manifest.data["input"]["formula"] == "q = pixel"
     assert (tmp_path / "cancernet_sca_b_float32.tflite").stat().st_mtime_ns == float_mtime
+    assert q.manifest.data["recipe"]["overrides"] == ["--per-tensor"]
+
+
+TINY_QAT = {"name": "tiny_qat", "method": "qat", "seed": 1, "bias_correction": "none",
+            "qat": {"train_images": 8, "epochs": 1, "batch_size": 3, "learning_rate": 1e-5,
+                    "threshold_focus_logits": 1.0}}
+
+
+def test_qat_recipe_fine_tunes_converts_and_reuses_its_model(trained, tiny_isic, tmp_path, io_names):
+    """Quantisation-aware fine-tuning end to end (2 steps): the fine-tuned model and its record are written beside
+    the trained one, the int8 model is the same kind (fully integer, input_1 / probs), a re-run reuses it all."""
+    from edge_sca.interpreter import TFLiteModel
+    from quantize.convert import check_integer_xnnpack
+
+    for f in trained.iterdir():
+        if f.is_file() and f.name.startswith("cancernet_sca_b.") :
+            shutil.copy2(f, tmp_path / f.name)
+    recipe = tmp_path / "tiny_qat.json"
+    recipe.write_text(json.dumps(TINY_QAT))
+    args = ["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path), "--reports-dir",
+            str(tmp_path / "r"), "--recipe", str(recipe), "--json", "-q"]
+    rc, out, err = _run(args)
+    assert rc in (0, 1), err
+    record = json.loads((tmp_path / "cancernet_sca_b_tiny_qat.json").read_text())
+    assert record["steps"] == 2 and record["data"]["counts"] == {"benign": 3, "malignant": 3}
+    assert record["source_model"]["sha256"] and record["seed"] == 1 and "weighted" in record["loss"]
+    int8 = tmp_path / "cancernet_sca_b_int8.tflite"
+    check_integer_xnnpack(int8.read_bytes())
+    assert io_names(int8.read_bytes()) == ("input_1", "probs")
+    m = TFLiteModel(int8).manifest.data
+    assert m["qat_model"]["sha256"] == record["sha256"] and m["recipe"]["method"] == "qat"
+    assert m["source_model"]["file"] == "cancernet_sca_b.keras"
+    assert json.loads(out)[0]["recipe"] == "tiny_qat"
+    mtimes = [p.stat().st_mtime_ns for p in (int8, tmp_path / "cancernet_sca_b_tiny_qat.keras")]
+    rc2, _, err2 = _run(args)
+    assert rc2 == rc and [p.stat().st_mtime_ns for p in (int8, tmp_path / "cancernet_sca_b_tiny_qat.keras")] == mtimes
+
+
+def test_compare_tables_every_recipe_per_split(trained, tiny_isic, tmp_path):
+    rc, out, err = _run(["compare", "--model", "b", "--recipe", "ptq", "--isic-dir", str(tiny_isic), "--models-dir",
+                         str(trained), "--build-dir", str(tmp_path / "build"), "--reports-dir", str(tmp_path),
+                         "--json", "-q"])
+    assert rc == 0, err
+    table = json.loads((tmp_path / "methods.json").read_text())
+    assert [(r["recipe"], r["split"], r["n"]) for r in table["rows"]] == [("ptq", "val", 6), ("ptq", "test", 6),
+                                                                          ("ptq", "val+test", 12)]
+    assert (tmp_path / "build" / "ptq" / "cancernet_sca_b_int8.tflite").is_file()
+    assert not (trained / "build").exists()
+    md = (tmp_path / "methods.md").read_text()
+    assert "python -m quantize compare --model b --recipe ptq" in md and "| B | ptq | **val+test** | 12 |" in md
 
 
 @pytest.fixture(scope="module")
