@@ -17,6 +17,7 @@ from edge_sca.config import INPUT_NAME, INT8_SCALE, INT8_ZERO_POINT, OUTPUT_NAME
 from edge_sca.errors import ModelError
 from edge_sca.preprocess import to_float
 from edge_sca.progress import Progress
+from quantize.ranges import ActivationRanges
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +65,24 @@ def _int8_converter(model, calib_pixels: np.ndarray | None, io: str, per_channel
 
 
 def convert(model, variant: str, calib_pixels: np.ndarray | None = None, io: str = "int8",
-            keep_float: list[str] | None = None, per_channel: bool = True) -> bytes:
+            keep_float: list[str] | None = None, per_channel: bool = True, ranges: str = "minmax",
+            seed: int = 0) -> bytes:
     """Convert a Keras model to a TFLite flatbuffer of the given variant, tensors named `input_1` / `probs`.
 
     int8: fully-integer (builtin int8 ops only) with `io` (int8 or uint8) input and output, unless `keep_float`
     names layers (output tensor names, see quantize.debug) to leave in float. `per_channel=False` quantises
     weights per tensor: the per-channel scales and int64 zero points are about a fifth of an int8 CancerNet file.
+    `ranges` picks the activation ranges (quantize.ranges.ActivationRanges: "minmax", the calibrator's, or "mse";
+    `seed` fixes the MSE sample).
     Keras prints its SavedModel export to stdout; that goes to stderr here, so `--json` output stays clean.
     """
     with contextlib.redirect_stdout(sys.stderr):
-        return _convert(model, variant, calib_pixels, io, keep_float, per_channel)
+        return _convert(model, variant, calib_pixels, io, keep_float, per_channel, ranges, seed)
 
 
 def _convert(model, variant: str, calib_pixels: np.ndarray | None = None, io: str = "int8",
-             keep_float: list[str] | None = None, per_channel: bool = True) -> bytes:
+             keep_float: list[str] | None = None, per_channel: bool = True, ranges: str = "minmax",
+             seed: int = 0) -> bytes:
     import tensorflow as tf
 
     if variant not in VARIANTS:
@@ -86,6 +91,8 @@ def _convert(model, variant: str, calib_pixels: np.ndarray | None = None, io: st
         conv = _int8_converter(model, calib_pixels, io, per_channel)
         if keep_float:
             return name_io(_convert_keeping_float(conv, calib_pixels, keep_float, io))
+        if ActivationRanges(ranges) is ActivationRanges.MSE:
+            return name_io(_convert_mse(conv, calib_pixels, io, per_channel, seed))
         return name_io(conv.convert())
     conv = _converter(model)
     if variant == "float16":
@@ -94,6 +101,17 @@ def _convert(model, variant: str, calib_pixels: np.ndarray | None = None, io: st
     elif variant == "dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     return name_io(conv.convert())
+
+
+def _convert_mse(conv, calib_pixels: np.ndarray, io: str, per_channel: bool, seed: int) -> bytes:
+    """Calibrate only, replace the recorded ranges by MSE-optimal clips, then quantise as the converter would."""
+    import tensorflow as tf
+
+    from quantize.ranges import mse_statistics, quantize_calibrated
+
+    conv._experimental_calibrate_only = True  # noqa: SLF001 - the converter's hook between calibrating and quantising
+    edited, _ = mse_statistics(conv.convert(), calib_pixels, seed)
+    return quantize_calibrated(edited, per_channel, tf.int8 if io == "int8" else tf.uint8)
 
 
 def _convert_keeping_float(conv, calib_pixels: np.ndarray, keep_float: list[str], io: str) -> bytes:

@@ -253,7 +253,8 @@ def build_variant(job: Job, variant: str, keep_float: list[str] | None = None, p
              else "", f" keeping {keep_float} in float" if keep_float else "")
     per_channel = job.recipe.per_channel
     try:
-        data = convert(model, variant, job.calib.x, io=job.options.io, keep_float=keep_float, per_channel=per_channel)
+        data = convert(model, variant, job.calib.x, io=job.options.io, keep_float=keep_float, per_channel=per_channel,
+                       ranges=job.recipe.activation_ranges.value, seed=job.recipe.seed)
         correction = None
         if variant == "int8":
             check_int8_input(data, job.options.io)
@@ -309,6 +310,7 @@ def _bias_corrected(job: Job, model, data: bytes, keep_float: list[str] | None,
     log.info("int8 shifts the malignant logit by %+.4f on the calibration images; converting again without it",
              before)
     corrected = convert(with_logit_shift(model, before), "int8", x, io=job.options.io, keep_float=keep_float,
+                        ranges=job.recipe.activation_ranges.value, seed=job.recipe.seed,
                         per_channel=job.recipe.per_channel)
     after = measure_shift(p_float, _p_int8(corrected, x, path))
     if abs(after) >= abs(before):

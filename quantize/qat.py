@@ -69,10 +69,13 @@ def balanced_subset(train: Arrays, n: int, seed: int) -> np.ndarray:
 
 
 def settings_key(source_sha: str, settings: QatSettings, seed: int, train_ids_sha: str, ranges_ids_sha: str,
-                 threshold: float) -> str:
+                 threshold: float, activation_ranges: str = "minmax") -> str:
     """What the fine-tuned weights depend on; a checkpoint with another key is stale."""
-    blob = json.dumps({"format": QAT_FORMAT, "source": source_sha, "settings": asdict(settings), "seed": seed,
-                       "train": train_ids_sha, "ranges": ranges_ids_sha, "threshold": threshold}, sort_keys=True)
+    fields = {"format": QAT_FORMAT, "source": source_sha, "settings": asdict(settings), "seed": seed,
+              "train": train_ids_sha, "ranges": ranges_ids_sha, "threshold": threshold}
+    if activation_ranges != "minmax":  # keys made before the option existed stay valid
+        fields["activation_ranges"] = activation_ranges
+    blob = json.dumps(fields, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -148,14 +151,15 @@ class _Trainer:
         return state
 
 
-def twin_ranges(model, calib_pixels: np.ndarray) -> dict[str, tuple[float, float]]:
-    """The activation grids of a post-training conversion on the same calibration images (what the final
-    conversion will choose, up to the small change fine-tuning makes)."""
+def twin_ranges(model, calib_pixels: np.ndarray, ranges: str = "minmax", seed: int = 0) -> dict[str, tuple[float, float]]:
+    """The activation grids of a post-training conversion on the same calibration images with the recipe's
+    activation ranges (what the final conversion will choose, up to the small change fine-tuning makes)."""
     from quantize.convert import convert
     from quantize.fake_quant import activation_ranges, converter_ranges
 
     log.info("post-training conversion to read the converter's activation ranges")
-    return converter_ranges(convert(model, "int8", calib_pixels), model, activation_ranges(model, calib_pixels))
+    return converter_ranges(convert(model, "int8", calib_pixels, ranges=ranges, seed=seed), model,
+                            activation_ranges(model, calib_pixels))
 
 
 def loss_weights(margins: np.ndarray, threshold: float, focus_logits: float) -> np.ndarray:
@@ -181,7 +185,8 @@ def fine_tune(model, source_path: Path, train: Arrays, range_pixels: np.ndarray,
     picks = balanced_subset(train, settings.train_images, seed)
     train_ids = [train.ids[i] for i in picks]
     source_sha = sha256_file(source_path)
-    key = settings_key(source_sha, settings, seed, ids_sha(train_ids), ids_sha(range_ids), threshold)
+    act_ranges = str(recipe.get("activation_ranges", "minmax"))
+    key = settings_key(source_sha, settings, seed, ids_sha(train_ids), ids_sha(range_ids), threshold, act_ranges)
     for where in (paths, reuse_from):
         record = reusable(where, key) if where else None
         if record is not None:
@@ -195,7 +200,7 @@ def fine_tune(model, source_path: Path, train: Arrays, range_pixels: np.ndarray,
     x = np.asarray(train.x[picks])
     log.info("fine-tuning %s for int8: %d train images (%s), %d steps of %d, lr %g", source_path.name, len(x),
              _counts(train, picks), settings.steps(len(x)), settings.batch_size, settings.learning_rate)
-    ranges = twin_ranges(model, np.asarray(range_pixels))
+    ranges = twin_ranges(model, np.asarray(range_pixels), act_ranges, seed)
     target = _margins(float_logits(model, x))
     weights = loss_weights(target, threshold, settings.threshold_focus_logits)
     trainer = _Trainer(model, ranges, settings, settings.steps(len(x)))

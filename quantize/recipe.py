@@ -1,7 +1,7 @@
 """Quantisation recipes: how a float model becomes int8, as a reviewable data file (quantize/recipes/<name>.json).
 
 A recipe names the method (post-training quantisation, or quantisation-aware fine-tuning followed by it), the
-calibration set, the weight granularity, the bias correction and the seed, plus the fine-tuning settings for QAT.
+calibration set, the weight granularity, the activation ranges (min / max or MSE), the bias correction and the seed, plus the fine-tuning settings for QAT.
 Everything that changes the int8 bytes is in the file, the file's hash is in every manifest and report, and the
 same recipe on the same float model gives the same int8 model.
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from edge_sca.config import REPO_ROOT
 from edge_sca.errors import EdgeScaError
 from quantize.qat import QatSettings
+from quantize.ranges import ActivationRanges
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 #: The recipe `make quantize` uses.
@@ -56,6 +57,7 @@ class Recipe:
     seed: int = 0
     calibration: Calibration = field(default_factory=Calibration)
     per_channel: bool = True
+    activation_ranges: ActivationRanges = ActivationRanges.MINMAX
     bias_correction: BiasCorrection = BiasCorrection.LOGIT
     qat: QatSettings | None = None
     source_file: str = ""
@@ -65,6 +67,7 @@ class Recipe:
     def as_dict(self) -> dict:
         d = asdict(self)
         d["method"], d["bias_correction"] = self.method.value, self.bias_correction.value
+        d["activation_ranges"] = self.activation_ranges.value
         d["calibration"] = {"source": self.calibration.source.value, "size": self.calibration.size}
         d["overrides"] = list(self.overrides)
         return d
@@ -72,7 +75,10 @@ class Recipe:
     def conversion_key(self) -> dict:
         """The fields the int8 conversion depends on (the description and file path do not)."""
         d = self.as_dict()
-        return {k: d[k] for k in ("method", "seed", "calibration", "per_channel", "bias_correction", "qat")}
+        keys = ["method", "seed", "calibration", "per_channel", "bias_correction", "qat"]
+        if self.activation_ranges is not ActivationRanges.MINMAX:  # older build keys stay valid for min / max
+            keys.append("activation_ranges")
+        return {k: d[k] for k in keys}
 
     def with_overrides(self, calibration_size: int | None = None, per_tensor: bool = False,
                        no_bias_correction: bool = False) -> Recipe:
@@ -90,7 +96,8 @@ class Recipe:
         return replace(r, overrides=tuple(notes))
 
 
-_KEYS = {"name", "description", "method", "seed", "calibration", "per_channel", "bias_correction", "qat"}
+_KEYS = {"name", "description", "method", "seed", "calibration", "per_channel", "activation_ranges", "bias_correction",
+         "qat"}
 
 
 def available() -> list[str]:
@@ -157,6 +164,8 @@ def parse(data: dict, source: str = "", sha256: str = "") -> Recipe:
     return Recipe(name=str(data["name"]), method=method, description=str(data.get("description", "")),
                   seed=int(data.get("seed", 0)), calibration=calibration,
                   per_channel=bool(data.get("per_channel", True)),
+                  activation_ranges=_enum(ActivationRanges, data.get("activation_ranges", "minmax"),
+                                          "activation_ranges", source),
                   bias_correction=_enum(BiasCorrection, data.get("bias_correction", "logit"), "bias_correction",
                                         source),
                   qat=qat, source_file=source, sha256=sha256)
