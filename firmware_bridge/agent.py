@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from edge_sca.config import REPO_ROOT
+from edge_sca.devpaths import REPO_ROOT
 
 #: Everything scanner_cli imports (a test runs the zip with these alone, numpy and pyserial blocked).
 MODULES = (

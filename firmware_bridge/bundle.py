@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from edge_sca.config import INPUT_CHECKS_FILE, REPO_ROOT
+from edge_sca.contract import INPUT_CHECKS_FILE
+from edge_sca.devpaths import REPO_ROOT
 from edge_sca.errors import ModelError
 from edge_sca.fileio import sha256_file
 from edge_sca.manifest_schema import manifest_path

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from edge_sca.config import REPO_ROOT
+from edge_sca.devpaths import REPO_ROOT
 
 SCRIPT = r"""
 import importlib, pkgutil, sys
