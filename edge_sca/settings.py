@@ -27,7 +27,10 @@ from typing import Any
 from edge_sca.errors import EdgeScaError
 
 ENV_VAR = "CANCERNET_SCA_CONFIG"
-DEFAULT_PATH = Path("/etc/cancernet-sca/scanner.toml")
+#: Where a scanner keeps its settings file (install.sh puts the bundle's config/scanner.toml there when absent).
+SCANNER_PATH = Path("/etc/cancernet-sca/scanner.toml")
+#: The file read when neither --config nor $CANCERNET_SCA_CONFIG names one (tests point it elsewhere).
+DEFAULT_PATH = SCANNER_PATH
 HELP = "see docs/deploy.md, section 7, or `python -m edge_sca settings --example`"
 
 
@@ -272,7 +275,7 @@ def render_example(values: dict[tuple[str, str], Any] | None = None) -> str:
     scanner.toml is this with SCANNER_VALUES (tests/test_settings.py checks they agree)."""
     values = SCANNER_VALUES if values is None else values
     header = ("CancerNet-SCa scanner settings (research tool, not a diagnosis), read by `python -m edge_sca run`. "
-              f"On a scanner: {DEFAULT_PATH}; install.sh puts this file there only when none is there, so a "
+              f"On a scanner: {SCANNER_PATH}; install.sh puts this file there only when none is there, so a "
               "site's edits survive updates. A line starting with '#key =' shows that key's default: remove the "
               "'#' and change the value to set it. Command-line options override this file. Check an edit with "
               "`python -m edge_sca settings` (it names the key of any mistake), then `sudo systemctl restart "

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 RELEASE = f"{DEFAULT_PREFIX}/current"
 VENV_PYTHON = f"{DEFAULT_PREFIX}/venv/bin/python"
 WORK = "/tmp/pi-check"
-REPLAY_MODEL = f"{model_stem('b')}_int8.tflite"  # the service's default model (deploy/edge_sca.env)
+REPLAY_MODEL = f"{model_stem('b')}_int8.tflite"  # the service's default model (deploy/scanner.toml)
 ENV_PROBE = """
 import importlib, json, sys
 import numpy, cv2
@@ -319,7 +319,7 @@ def _replay(root: Path, isic: Path, n: int, cpu: Cpu) -> dict:
     folder = root / WORK.lstrip("/") / "isic"
     _replay_folder(isic, folder, n)
     args = ["-m", "edge_sca", "run", "--camera", f"replay:{WORK}/isic", "--split", "test", "--frames", str(n),
-            "--json", "--model", f"{RELEASE}/models/{REPLAY_MODEL}"]
+            "--json", "--model", f"{RELEASE}/models/{REPLAY_MODEL}", "--bridge", ""]  # no board, whatever the settings
     guest_log = root / WORK.lstrip("/") / "audit-arm.jsonl"
     guest_log.unlink(missing_ok=True)
     done = run_guest(root, [VENV_PYTHON, *args, "--audit-log", f"{WORK}/audit-arm.jsonl"], cpu, cwd=RELEASE,
