@@ -12,8 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from edge_sca.cli_common import add_common, emit, positive_float, positive_int, run_cli  # noqa: E402
 from edge_sca.contract import MODEL_NAMES  # noqa: E402
 from edge_sca.devpaths import MODELS_DIR  # noqa: E402
-from edge_sca.policy import TARGET_SENSITIVITY  # noqa: E402
 from edge_sca.errors import EdgeScaError  # noqa: E402
+from edge_sca.policy import TARGET_SENSITIVITY  # noqa: E402
 
 
 def cmd_models(args: argparse.Namespace) -> int:
