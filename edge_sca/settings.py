@@ -195,7 +195,11 @@ def _checked(spec, value: Any, name: str, where: str) -> Any:
 
 
 def _check_together(s: ScannerSettings, where: str) -> None:
-    """Rules between keys."""
+    """Rules between keys, and the camera spec's form (whether that camera is there is known only on opening it)."""
+    kind, _, arg = s.camera.source.partition(":")
+    if not (kind in ("picamera2", "synthetic") and not arg or kind in ("opencv", "replay") and arg):
+        raise SettingsError(f"{where}: [camera] source = {_toml(s.camera.source)} is not a camera: use picamera2, "
+                            f"opencv:N, opencv:PATH, replay:DIR or synthetic ({HELP})")
     if s.board.backoff_max_s < s.board.backoff_s:
         raise SettingsError(f"{where}: [board] backoff_max_s = {s.board.backoff_max_s:g} is below backoff_s = "
                             f"{s.board.backoff_s:g}; the wait only grows, so make backoff_max_s at least backoff_s "

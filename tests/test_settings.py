@@ -90,6 +90,7 @@ def test_command_line_overrides_the_file(tmp_path):
                                                   r"least 0 and at most 1"),
     ("[illumination]\nmode = \"uv\"\n", r"mode = \"uv\" is not one of polarised, non-polarised"),
     ("[board]\nbackoff_s = 8\n", r"backoff_max_s = 4 is below backoff_s = 8"),
+    ("[camera]\nsource = \"usb\"\n", r"\[camera\] source = \"usb\" is not a camera: use picamera2, opencv:N"),
     ("[quality]\nmin_brightness = nan\n", r"min_brightness = nan must be a number"),
 ])
 def test_a_bad_file_is_refused_naming_file_and_key(tmp_path, text, message):
