@@ -31,7 +31,7 @@ from benchmarks.discover import REPO_ROOT, find_models, identify, run_child
 from benchmarks.machine import VectorUnit, machine_info
 from benchmarks.report import markdown, plot
 from edge_sca.cli_common import add_common, run_cli
-from edge_sca.config import MODELS_DIR
+from edge_sca.devpaths import MODELS_DIR
 from edge_sca.errors import EdgeScaError, ModelError
 from edge_sca.isic import resolve_isic_dir
 

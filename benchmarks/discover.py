@@ -9,7 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edge_sca.config import REPO_ROOT, model_stem, parse_model_file
+from edge_sca.contract import model_stem, parse_model_file
+from edge_sca.devpaths import REPO_ROOT
 from edge_sca.errors import ModelError
 from edge_sca.manifest import load_manifest, manifest_path
 from edge_sca.training_record import record_macs, record_path

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from benchmarks.discover import REPO_ROOT  # noqa: E402
 from benchmarks.stats import summarise  # noqa: E402
 from edge_sca.cli_common import add_common, emit, run_cli  # noqa: E402
-from edge_sca.config import model_stem  # noqa: E402
+from edge_sca.contract import model_stem  # noqa: E402
 from edge_sca.errors import ModelError  # noqa: E402
 from edge_sca.interpreter import TFLiteModel  # noqa: E402
 from edge_sca.manifest import decode_pixels  # noqa: E402

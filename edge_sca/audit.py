@@ -18,9 +18,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_sca import config
 from edge_sca.errors import EdgeScaError
 from edge_sca.fileio import fsync_dir
+from edge_sca.settings import AuditSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ def _write_all(fd: int, line: bytes) -> None:
 class AuditLog:
     """Append-only, fsynced, size-rotated JSON-lines log."""
 
-    def __init__(self, path: str | Path, max_bytes: int = config.AUDIT_MAX_BYTES,
-                 backups: int = config.AUDIT_BACKUPS):
+    def __init__(self, path: str | Path, max_bytes: int = AuditSettings.max_bytes,
+                 backups: int = AuditSettings.backups):
         self.path = Path(path)
         self.max_bytes, self.backups = max_bytes, backups
         self.fd: int | None = None

@@ -17,9 +17,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_sca import config
 from edge_sca.errors import CameraConfigError, CameraError, DataError, ImageError, ImageTooLargeError
 from edge_sca.preprocess import read_image
+from edge_sca.settings import CameraSettings
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ class Camera:
     live = False
     name = "camera"
 
-    def __init__(self, retries: int = config.CAMERA_RETRIES, backoff_s: float = config.CAMERA_BACKOFF_S,
-                 frozen_frames: int = config.CAMERA_FROZEN_FRAMES):
+    def __init__(self, retries: int = CameraSettings.retries, backoff_s: float = CameraSettings.backoff_s,
+                 frozen_frames: int = CameraSettings.frozen_frames):
         self.retries, self.backoff_s, self.frozen_frames = retries, backoff_s, frozen_frames
         self.frames_read = 0
         self.skipped: dict[str, int] = {}

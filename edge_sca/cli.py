@@ -1,4 +1,8 @@
-"""`python -m edge_sca <command>`: the scanner's commands (run, selftest, classify). Research tool, not a diagnosis."""
+"""`python -m edge_sca <command>`: the scanner's commands (run, selftest, classify, settings). Research tool, not a
+diagnosis.
+
+Every command reads the scanner's settings file (edge_sca.settings: --config, $CANCERNET_SCA_CONFIG or
+/etc/cancernet-sca/scanner.toml); an option given on the command line overrides the file's key."""
 
 from __future__ import annotations
 
@@ -9,14 +13,34 @@ import sys
 import threading
 from pathlib import Path
 
-from edge_sca import config
 from edge_sca.audit import AuditError
 from edge_sca.cli_common import add_common, emit, positive_float, positive_int, run_cli
+from edge_sca.contract import CLASS_NAMES, DISCLAIMER, SELFTEST_MAX_DELTA
 from edge_sca.errors import EdgeScaError, ImageError
+from edge_sca.settings import DEFAULT_PATH, ENV_VAR, ScannerSettings, format_settings, load_settings, render_example
 
 log = logging.getLogger("edge_sca")
 
-DEFAULT_MODEL = config.MODELS_DIR / f"{config.model_stem('b')}_int8.tflite"
+#: Options that override a settings key: argparse dest -> (section, key). Not given (None): the file's value.
+OVERRIDES = {"model": ("model", "path"), "threads": ("model", "threads"), "shadow_float": ("model", "shadow_float"),
+             "shadow_every": ("model", "shadow_every"), "camera": ("camera", "source"), "audit_log": ("audit", "log"),
+             "bridge": ("board", "port"), "board_timeout": ("board", "timeout_s")}
+
+
+def resolve_settings(args: argparse.Namespace) -> ScannerSettings:
+    """The settings file's values (SettingsError, exit 2, for a bad file), then the options given on top."""
+    settings = load_settings(getattr(args, "config", None))
+    given = {key: getattr(args, dest) for dest, key in OVERRIDES.items() if getattr(args, dest, None) is not None}
+    return settings.with_values(given, "command line", "the command line") if given else settings
+
+
+def model_path(settings: ScannerSettings) -> str:
+    """The model to run: the settings' (or --model's) path; without one, the checkout's default (development)."""
+    if settings.model.path:
+        return settings.model.path
+    from edge_sca.devpaths import default_model
+
+    return str(default_model())
 
 
 def _open_bridge(port: str):
@@ -30,7 +54,7 @@ def _open_bridge(port: str):
 
 
 def _decision_line(d) -> str:
-    label = "" if d.label is None else f" (label {config.CLASS_NAMES[d.label]})"
+    label = "" if d.label is None else f" (label {CLASS_NAMES[d.label]})"
     if d.p_malignant is None:
         return f"{d.source_id}: RETAKE, {d.reason}"
     return (f"{d.source_id}: {d.decision.upper()} p(malignant)={d.p_malignant:.3f} (threshold {d.threshold:.3f})"
@@ -71,26 +95,31 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_sca.runtime import Runtime, run_loop
     from edge_sca.sdnotify import Notifier
 
+    s = resolve_settings(args)
     stop = threading.Event()
     _install_stop_handlers(stop)
     notifier = Notifier()
-    runtime = Runtime(args.model, threads=args.threads, shadow_float=args.shadow_float,
-                      shadow_every=args.shadow_every, audit_log=args.audit_log)
+    runtime = Runtime(model_path(s), threads=s.model.threads or None, shadow_float=s.model.shadow_float or None,
+                      shadow_every=s.model.shadow_every, audit_log=s.audit.log or None, audit_limits=s.audit,
+                      quality=s.quality)
     controller = None
     try:
         runtime.ensure_ready()  # sha256 checked on load; self-test before opening the camera
-        cam_kw = {"split": args.split, "dataset": args.dataset} if args.camera.startswith("replay:") else {}
-        if args.dataset and not cam_kw:
+        cam_kw: dict = {"retries": s.camera.retries, "backoff_s": s.camera.backoff_s,
+                        "frozen_frames": s.camera.frozen_frames}
+        if s.camera.source.startswith("replay:"):
+            cam_kw |= {"split": args.split, "dataset": args.dataset}
+        elif args.dataset:
             raise EdgeScaError("--dataset filters a replay:DIR camera; drop it or replay an ISIC folder")
         if not args.json:
-            print(config.DISCLAIMER, flush=True)
-        controller = _open_bridge(args.bridge) if args.bridge else None
-        with open_camera(args.camera, **cam_kw) as camera:
-            board = f", board {args.bridge}" if args.bridge else ""
+            print(DISCLAIMER, flush=True)
+        controller = _open_bridge(s.board.port) if s.board.port else None
+        with open_camera(s.camera.source, **cam_kw) as camera:
+            board = f", board {s.board.port}" if s.board.port else ""
             notifier.ready(f"self-test passed; camera {camera.name}{board}")  # what flash's health gate waits for
             show = None if args.json else (lambda d: print(_decision_line(d), flush=True))
             report = run_loop(runtime, camera, args.frames, controller, stop, show, heartbeat=notifier.watchdog,
-                              board_timeout_s=args.board_timeout)
+                              board=s.board, illumination=s.illumination)
     finally:
         notifier.stopping()
         runtime.close()
@@ -118,8 +147,9 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     from edge_sca.interpreter import TFLiteModel
     from edge_sca.selftest import format_selftest, run_selftest
 
-    result = run_selftest(TFLiteModel(args.model, threads=args.threads), args.max_delta)
-    emit(result.to_dict(), args.json, lambda _: f"{format_selftest(result)}\n{config.DISCLAIMER}")
+    s = resolve_settings(args)
+    result = run_selftest(TFLiteModel(model_path(s), threads=s.model.threads or None), args.max_delta)
+    emit(result.to_dict(), args.json, lambda _: f"{format_selftest(result)}\n{DISCLAIMER}")
     return 0 if result.passed else 1
 
 
@@ -128,7 +158,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
     from edge_sca.preprocess import read_image
     from edge_sca.runtime import Runtime
 
-    runtime = Runtime(args.model, threads=args.threads)
+    s = resolve_settings(args)
+    runtime = Runtime(model_path(s), threads=s.model.threads or None, quality=s.quality)
     runtime.ensure_ready()
     rows, lines = [], []
     for image in args.images:
@@ -140,14 +171,24 @@ def cmd_classify(args: argparse.Namespace) -> int:
             continue
         rows.append({"image": image, **{k: v for k, v in d.to_dict().items() if k != "quality"}})
         lines.append(_decision_line(d))
-    emit(rows, args.json, lambda _: "\n".join(lines + [config.DISCLAIMER]))
+    emit(rows, args.json, lambda _: "\n".join(lines + [DISCLAIMER]))
     return 2 if any("error" in r for r in rows) else 0
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    if args.example:
+        print(render_example(), end="")
+        return 0
+    s = resolve_settings(args)
+    emit(s.to_dict(), args.json, lambda _: format_settings(s))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m edge_sca", description=(
         "The CancerNet-SCa scanner runtime: camera -> quality gate -> int8 inference -> decision, with latency, "
-        "drift and an audit log. " + config.DISCLAIMER))
+        "drift and an audit log. Settings come from the scanner's settings file (--config, $" + ENV_VAR + ", else "
+        f"{DEFAULT_PATH}); options given override it. " + DISCLAIMER))
     sub = p.add_subparsers(title="commands")
 
     s = sub.add_parser("run", help="capture and classify frames from a camera", description=(
@@ -155,29 +196,33 @@ def build_parser() -> argparse.ArgumentParser:
         "runs until SIGTERM / Ctrl-C (systemd-friendly) or the end of a finite source, then prints the report. "
         "Under systemd (Type=notify) it sends READY once the self-test passed and the camera and board are open, "
         "and pings the watchdog from the frame loop. Exit status: 2 for a model or configuration error (systemd "
-        "does not restart), 3 when the camera or board went away (systemd restarts)."))
+        "does not restart), 3 when the camera or board went away (systemd restarts). Options left out take the "
+        "settings file's value (`python -m edge_sca settings` shows them)."))
     _add_model(s)
-    s.add_argument("--camera", default="picamera2",
-                   help="picamera2, opencv:N (USB camera), opencv:PATH (video/image), replay:DIR, synthetic")
+    s.add_argument("--camera", help="picamera2, opencv:N (USB camera), opencv:PATH (video/image), replay:DIR, "
+                   "synthetic (default: [camera] source, picamera2)")
     s.add_argument("--frames", type=positive_int, help="stop after N frames (default: run until stopped)")
     s.add_argument("--split", default="all", choices=("train", "val", "test", "calibration", "all"),
                    help="with replay of an ISIC folder: which split")
     s.add_argument("--dataset", help="with replay of an ISIC folder: only rows of this `dataset` column value "
                    "(one image source, e.g. 'ISIC 2017 challenge')")
-    s.add_argument("--shadow-float", help="float .tflite to run beside the model for drift (every Nth frame)")
-    s.add_argument("--shadow-every", type=positive_int, default=config.SHADOW_EVERY, help="N for --shadow-float")
-    s.add_argument("--audit-log", help="append one JSON line per decision here (fsynced, rotated by size)")
+    s.add_argument("--shadow-float", help="float .tflite to run beside the model for drift (every Nth frame; "
+                   "default: [model] shadow_float, none)")
+    s.add_argument("--shadow-every", type=positive_int, help="N for --shadow-float (default: [model] shadow_every, 10)")
+    s.add_argument("--audit-log", help="append one JSON line per decision here (fsynced, rotated by size; default: "
+                   "[audit] log, none; '' for none)")
     s.add_argument("--bridge", metavar="PORT", help="serial port of the dermoscope board (e.g. /dev/ttyACM0): "
-                   "wait for its trigger, set the illumination, show the result")
-    s.add_argument("--board-timeout", type=positive_float, default=config.BOARD_TIMEOUT_S, metavar="SECONDS",
+                   "wait for its trigger, set the illumination, show the result (default: [board] port, none; "
+                   "'' for none)")
+    s.add_argument("--board-timeout", type=positive_float, metavar="SECONDS",
                    help="a board that went away is reopened with backoff; after this long without it, exit with "
-                   f"status 3 so that systemd restarts the service (default {config.BOARD_TIMEOUT_S:g})")
+                   "status 3 so that systemd restarts the service (default: [board] timeout_s, 60)")
     add_common(s)
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("selftest", help="run the manifest's reference vectors (exit 0 pass, 1 fail, 2 error)")
     _add_model(s)
-    s.add_argument("--max-delta", type=positive_float, default=config.SELFTEST_MAX_DELTA,
+    s.add_argument("--max-delta", type=positive_float, default=SELFTEST_MAX_DELTA,
                    help="largest allowed |delta p| against the workstation's outputs")
     add_common(s)
     s.set_defaults(func=cmd_selftest)
@@ -187,13 +232,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(s)
     add_common(s)
     s.set_defaults(func=cmd_classify)
+
+    s = sub.add_parser("settings", help="check the settings file and show what the runtime would use",
+                       description="Read and check the settings file (exit 2, naming the key, if it has a "
+                       "mistake), then print every setting and where it came from (file, command line or "
+                       "default). --example prints the documented file a scanner gets.")
+    _add_config(s)
+    s.add_argument("--example", action="store_true", help="print the documented settings file (every key, its "
+                   "default and what it does) instead")
+    add_common(s)
+    s.set_defaults(func=cmd_settings)
     return p
 
 
+def _add_config(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--config", metavar="FILE", help=f"settings file (default: ${ENV_VAR}, else {DEFAULT_PATH} "
+                   "if it exists, else every default)")
+
+
 def _add_model(s: argparse.ArgumentParser) -> None:
-    s.add_argument("--model", default=str(DEFAULT_MODEL),
-                   help=f"int8 .tflite with its manifest beside it (default {DEFAULT_MODEL})")
-    s.add_argument("--threads", type=positive_int, help="interpreter threads (default: the runtime's choice)")
+    _add_config(s)
+    s.add_argument("--model", help="int8 .tflite with its manifest beside it (default: [model] path, else "
+                   "models/cancernet_sca_b_int8.tflite in this checkout)")
+    s.add_argument("--threads", type=positive_int, help="interpreter threads (default: [model] threads, else the "
+                   "runtime's choice)")
 
 
 def main(argv: list[str] | None = None) -> int:

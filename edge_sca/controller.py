@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from edge_sca import config
 from edge_sca.errors import ControllerLost
+from edge_sca.settings import BoardSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ class BoardGone(ControllerLost):
 
 def reopen_with_backoff(controller: ScannerController, error: ControllerLost, outages: BoardOutages,
                         stop: threading.Event, heartbeat: Callable[[], None],
-                        timeout_s: float = config.BOARD_TIMEOUT_S, backoff_s: float = config.BOARD_BACKOFF_S,
-                        max_backoff_s: float = config.BOARD_BACKOFF_MAX_S,
+                        timeout_s: float = BoardSettings.timeout_s, backoff_s: float = BoardSettings.backoff_s,
+                        max_backoff_s: float = BoardSettings.backoff_max_s,
                         clock: Callable[[], float] = time.monotonic) -> bool:
     """Reopen CONTROLLER after ERROR: True once it answers, False if `stop` is set first, BoardGone after timeout_s.
 

@@ -17,7 +17,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from edge_sca import config
+from edge_sca.contract import MALIGNANT
+from edge_sca.settings import ModelSettings
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class DriftMonitor:
     Keeps the compared pairs (16 bytes per compared frame: a million frames at every 10th is 1.6 MB).
     """
 
-    def __init__(self, shadow, threshold: float, every: int = config.SHADOW_EVERY):
+    def __init__(self, shadow, threshold: float, every: int = ModelSettings.shadow_every):
         if every < 1:
             raise ValueError("shadow_every must be >= 1")
         self.shadow, self.threshold, self.every = shadow, threshold, every
@@ -89,7 +90,7 @@ class DriftMonitor:
 
     def shadow_p(self, pixels: np.ndarray, p_deployed: float) -> float:
         """Run the shadow float model on these pixels, record the pair, return its p(malignant)."""
-        p_float = float(self.shadow.predict(pixels)[0, config.MALIGNANT])
+        p_float = float(self.shadow.predict(pixels)[0, MALIGNANT])
         self.update(p_deployed, p_float)
         return p_float
 

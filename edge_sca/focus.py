@@ -12,8 +12,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge_sca import config
-
+#: The focus measure looks at a FOCUS_CROP x FOCUS_CROP centre crop of the frame, after shrinking frames whose long
+#: side exceeds FOCUS_MAX_SIDE to it (so a 12 MP frame costs as little as a small one). Part of the measure's
+#: definition: models/input_checks.json's focus threshold was fitted with these.
+FOCUS_CROP = 224
+FOCUS_MAX_SIDE = 448
 _K = cv2.getGaussianKernel(7, 1.0).astype(np.float32)
 _ONE = np.ones((1, 1), np.float32)
 _DIAG = np.diag(_K.ravel()) / float(_K.sum())
@@ -22,7 +25,7 @@ _ANTI = np.ascontiguousarray(_DIAG[:, ::-1])
 _FLOOR = 1.0
 
 
-def focus_view(rgb: np.ndarray, crop: int = config.FOCUS_CROP, max_side: int = config.FOCUS_MAX_SIDE) -> np.ndarray:
+def focus_view(rgb: np.ndarray, crop: int = FOCUS_CROP, max_side: int = FOCUS_MAX_SIDE) -> np.ndarray:
     """The grey centre crop the measure looks at: only the pixels needed are converted and shrunk."""
     h, w = rgb.shape[:2]
     scale = min(1.0, max_side / max(h, w))

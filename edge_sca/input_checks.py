@@ -19,22 +19,23 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca import config
+from edge_sca.contract import INPUT_CHECKS_FILE, PREPROCESS_VERSION
 from edge_sca.errors import ModelError
 from edge_sca.frame_stats import FEATURE_NAMES
-from edge_sca.preprocess import PREPROCESS_VERSION
 
 FORMAT = 1
 FIT_HINT = "run `python -m quantize input-checks fit` on the workstation (or re-flash the bundle)"
 
 
 def default_path(model_path: str | Path | None = None) -> Path:
-    """Beside the model if there is one there, else in the models folder."""
+    """Beside the model if there is one there (always, in a release), else in the checkout's models folder."""
     if model_path is not None:
-        beside = Path(model_path).with_name(config.INPUT_CHECKS_FILE)
+        beside = Path(model_path).with_name(INPUT_CHECKS_FILE)
         if beside.is_file():
             return beside
-    return config.MODELS_DIR / config.INPUT_CHECKS_FILE
+    from edge_sca.devpaths import MODELS_DIR  # development only: a release has the file beside its models
+
+    return MODELS_DIR / INPUT_CHECKS_FILE
 
 
 @dataclass

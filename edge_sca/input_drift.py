@@ -16,9 +16,9 @@ import logging
 
 import numpy as np
 
-from edge_sca import config
 from edge_sca.frame_stats import COLOUR, FEATURE_NAMES
 from edge_sca.input_checks import InputChecks
+from edge_sca.policy import DRIFT_MIN_FRAMES, DRIFT_PSI_WARN, DRIFT_WARNING
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class InputDriftMonitor:
         if status["warning"] and not self.warned:
             self.warned = True
             log.warning("input drift after %d frames (%s): %s", self.n, ", ".join(status["drifted"]),
-                        config.DRIFT_WARNING)
+                        DRIFT_WARNING)
         return status
 
     def _fit(self) -> tuple[float, dict[str, float]]:
@@ -124,8 +124,8 @@ class InputDriftMonitor:
     def status(self) -> dict:
         """n, the largest PSI, which statistics drifted and whether to warn."""
         _, left = self._fit()
-        drifted = sorted(s for s, v in left.items() if v > config.DRIFT_PSI_WARN)
-        warning = self.n >= config.DRIFT_MIN_FRAMES and bool(drifted)
+        drifted = sorted(s for s, v in left.items() if v > DRIFT_PSI_WARN)
+        warning = self.n >= DRIFT_MIN_FRAMES and bool(drifted)
         return {"n": self.n, "max_psi": round(max(left.values(), default=0.0), 4), "drifted": drifted if warning
                 else [], "warning": warning}
 
@@ -136,10 +136,10 @@ class InputDriftMonitor:
         stats = {k: {"psi": left.get(k, 0.0), "mean": st.total / st.counts.sum() if st.counts.sum() else None,
                      "reference_mean": st.ref_mean} for k, st in self.stats.items()}
         status = self.status()
-        return {"n": self.n, "min_frames": config.DRIFT_MIN_FRAMES, "psi_warn": config.DRIFT_PSI_WARN,
+        return {"n": self.n, "min_frames": DRIFT_MIN_FRAMES, "psi_warn": DRIFT_PSI_WARN,
                 "malignant_share_fitted": share if self.n else None, "reference_malignant_share": self.reference_share,
                 "stats": stats, "drifted": status["drifted"],
-                "warning": config.DRIFT_WARNING if status["warning"] else None,
+                "warning": DRIFT_WARNING if status["warning"] else None,
                 "p_reference": "p_malignant" in self.stats}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca.config import INT8_SCALE, INT8_ZERO_POINT
+from edge_sca.contract import INT8_SCALE, INT8_ZERO_POINT
 from edge_sca.errors import ModelError
 from edge_sca.manifest import Manifest, load_manifest, manifest_path, sha256_bytes
 from edge_sca.preprocess import to_float, to_int8
@@ -82,7 +82,7 @@ class TFLiteModel:
 
     @property
     def threshold(self) -> float:
-        from edge_sca.config import DEFAULT_THRESHOLD
+        from edge_sca.contract import DEFAULT_THRESHOLD
 
         return self.manifest.threshold if self.manifest else DEFAULT_THRESHOLD
 
@@ -126,6 +126,6 @@ class TFLiteModel:
         return np.concatenate([self.dequantise_output(self.invoke_raw(self.quantise_input(img))) for img in batch])
 
     def p_malignant(self, pixels: np.ndarray) -> np.ndarray:
-        from edge_sca.config import MALIGNANT
+        from edge_sca.contract import MALIGNANT
 
         return self.predict(pixels)[:, MALIGNANT]

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_sca.config import CLASS_NAMES, isic_dir_candidates
+from edge_sca.contract import CLASS_NAMES
 from edge_sca.errors import DataError
 from edge_sca.fileio import sha256_file
 
@@ -78,6 +78,8 @@ class IsicFolder:
 
 def resolve_isic_dir(given: str | Path | None = None) -> Path:
     """The ISIC folder to use: the one given, else ISIC_DIR, data/isic, ../shared/isic; a clear error if none."""
+    from edge_sca.devpaths import isic_dir_candidates  # the development defaults, only when none is given
+
     candidates = [Path(given)] if given else isic_dir_candidates()
     for c in candidates:
         if (c / "metadata.csv").is_file():

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_sca import config
-
+#: Latency statistics skip this many first frames (interpreter and cache warm-up).
+LATENCY_WARMUP = 3
 STAGES = ("capture_ms", "preprocess_ms", "invoke_ms", "total_ms")
 
 
 class LatencyStats:
     """Collects per-frame timings (ms) and summarises them as p50 / p90 / p99 / max and frames per second."""
 
-    def __init__(self, warmup: int = config.LATENCY_WARMUP):
+    def __init__(self, warmup: int = LATENCY_WARMUP):
         self.warmup = warmup
         self.seen = 0
         self.samples: dict[str, list[float]] = {s: [] for s in STAGES}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca.config import DEFAULT_THRESHOLD
+from edge_sca.contract import DEFAULT_THRESHOLD
 from edge_sca.errors import ModelError
 from edge_sca.fileio import atomic_write_text
 from edge_sca.manifest_schema import MANIFEST_FORMAT, REQUIRED_KEYS, check_manifest, manifest_path

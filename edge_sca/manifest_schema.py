@@ -11,9 +11,9 @@ import math
 import re
 from pathlib import Path
 
+from edge_sca.contract import MANIFEST_FORMAT
 from edge_sca.errors import ModelError
 
-MANIFEST_FORMAT = 1
 REQUIRED_KEYS = ("format", "model_file", "sha256", "architecture", "input", "class_names", "threshold")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 REBUILD = "rebuild it with `make quantize`"

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from edge_sca.config import TARGET_SENSITIVITY
+from edge_sca.policy import TARGET_SENSITIVITY
 
 
 def _safe_div(a: float, b: float) -> float:

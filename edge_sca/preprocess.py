@@ -13,12 +13,18 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_sca.config import INPUT_SIZE, MAX_FULL_DECODE_PIXELS, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from edge_sca.contract import INPUT_SIZE
+from edge_sca.contract import PREPROCESS_VERSION as PREPROCESS_VERSION  # where it was; kept for importers
 from edge_sca.errors import ImageError, ImageTooLargeError
 from edge_sca.imageheader import image_size
 
-#: Bumped whenever the bytes this module produces change (invalidates caches).
-PREPROCESS_VERSION = 1
+#: Images whose header gives more pixels than this are refused before decoding (a 50 MP RGB image is 150 MB).
+MAX_IMAGE_PIXELS = 50_000_000
+#: Images with more pixels than this are decoded reduced (by 2, 4 or 8) straight to a smaller size: OpenCV's decoders
+#: briefly hold two copies, so full decoding stays for frames up to a 16 MP camera's.
+MAX_FULL_DECODE_PIXELS = 16_000_000
+#: Files larger than this are refused before reading (no camera frame is this large).
+MAX_IMAGE_BYTES = 100 * 1024 * 1024
 #: How much of a file is read to find its size before decoding.
 HEADER_BYTES = 1 << 20
 

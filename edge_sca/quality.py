@@ -4,7 +4,8 @@ Checks, in order: the frame's shape (aspect ratio beyond QUALITY_MAX_ASPECT_RATI
 saturated (fraction of pixels clipped to white in every channel), grayscale (mean saturation), not a dermoscopy
 frame (edge_sca.input_checks on the frame statistics), out of focus (the edge_sca.focus measure on the frame as
 captured), no lesion in view (contrast between the darkest blurred pixels in the centre and their median). Fixed
-thresholds live in edge_sca.config (QUALITY_*); the calibrated ones in models/input_checks.json.
+limits are the scanner's settings ([quality] in its settings file: edge_sca.settings.QualitySettings); the
+calibrated thresholds are in models/input_checks.json.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from enum import StrEnum
 import cv2
 import numpy as np
 
-from edge_sca import config
 from edge_sca.focus import sharpness
 from edge_sca.frame_stats import SATURATION, frame_features
 from edge_sca.input_checks import InputChecks
+from edge_sca.settings import QualitySettings
+
+DEFAULT_LIMITS = QualitySettings()
 
 
 class Retake(StrEnum):
@@ -53,11 +56,12 @@ def aspect_ratio(rgb: np.ndarray) -> float:
     return max(h, w) / max(1, min(h, w))
 
 
-def measure(pixels: np.ndarray) -> dict:
-    """The fixed-threshold measures of an RGB uint8 image (normally the 224x224 model input)."""
+def measure(pixels: np.ndarray, saturation_level: int = DEFAULT_LIMITS.saturation_level) -> dict:
+    """The fixed-threshold measures of an RGB uint8 image (normally the 224x224 model input); a pixel counts as
+    clipped when every channel is at or above `saturation_level`."""
     gray = cv2.cvtColor(pixels, cv2.COLOR_RGB2GRAY)
     # blown out to white; a single clipped channel is only a colour cast (common on real dermoscopes)
-    saturated = (pixels >= config.QUALITY_SATURATION_LEVEL).all(axis=2)
+    saturated = (pixels >= saturation_level).all(axis=2)
     h, w = gray.shape
     centre = cv2.GaussianBlur(gray, (0, 0), 3)[h // 6: h - h // 6, w // 6: w - w // 6].astype(np.float32)
     return {
@@ -67,18 +71,20 @@ def measure(pixels: np.ndarray) -> dict:
     }
 
 
-def check_quality(frame: np.ndarray, pixels: np.ndarray, checks: InputChecks) -> QualityResult:
-    """Pass, or the first failed check. `frame` is the RGB frame as captured, `pixels` its 224x224 model input."""
+def check_quality(frame: np.ndarray, pixels: np.ndarray, checks: InputChecks,
+                  limits: QualitySettings = DEFAULT_LIMITS) -> QualityResult:
+    """Pass, or the first failed check. `frame` is the RGB frame as captured, `pixels` its 224x224 model input,
+    `limits` the fixed limits (the scanner's [quality] settings), `checks` the calibrated ones."""
     ratio = aspect_ratio(frame)
-    if ratio > config.QUALITY_MAX_ASPECT_RATIO:
+    if ratio > limits.max_aspect_ratio:
         return QualityResult(False, Retake.ASPECT_RATIO, f"aspect ratio {ratio:.1f}:1 is beyond "
-                             f"{config.QUALITY_MAX_ASPECT_RATIO:g}:1 (shape {frame.shape[1]}x{frame.shape[0]}): "
+                             f"{limits.max_aspect_ratio:g}:1 (shape {frame.shape[1]}x{frame.shape[0]}): "
                              "capture the lesion in a near-square frame", {"aspect_ratio": ratio})
-    m = measure(pixels) | {"aspect_ratio": ratio}
-    if m["brightness"] < config.QUALITY_MIN_BRIGHTNESS:
+    m = measure(pixels, limits.saturation_level) | {"aspect_ratio": ratio}
+    if m["brightness"] < limits.min_brightness:
         return QualityResult(False, Retake.TOO_DARK, f"too dark (brightness {m['brightness']:.0f} < "
-                             f"{config.QUALITY_MIN_BRIGHTNESS:.0f}): turn the illumination up", m)
-    if m["saturated_fraction"] > config.QUALITY_MAX_SATURATED_FRACTION:
+                             f"{limits.min_brightness:.0f}): turn the illumination up", m)
+    if m["saturated_fraction"] > limits.max_saturated_fraction:
         return QualityResult(False, Retake.SATURATED, f"saturated ({m['saturated_fraction']:.0%} of pixels "
                              "clipped): lower the illumination or exposure", m)
     features = frame_features(pixels)
@@ -96,7 +102,7 @@ def check_quality(frame: np.ndarray, pixels: np.ndarray, checks: InputChecks) ->
     if m["sharpness"] < checks.min_sharpness:
         return QualityResult(False, Retake.OUT_OF_FOCUS, f"out of focus (sharpness {m['sharpness']:.3f} < "
                              f"{checks.min_sharpness:.3f}): press the dermoscope flat and refocus", m, features)
-    if m["lesion_contrast"] < config.QUALITY_MIN_LESION_CONTRAST:
+    if m["lesion_contrast"] < limits.min_lesion_contrast:
         return QualityResult(False, Retake.NO_LESION, f"no lesion in view (contrast {m['lesion_contrast']:.1f} < "
-                             f"{config.QUALITY_MIN_LESION_CONTRAST:.1f}): centre the lesion", m, features)
+                             f"{limits.min_lesion_contrast:.1f}): centre the lesion", m, features)
     return QualityResult(True, None, None, m, features)

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca import config
 from edge_sca.audit import AuditError, AuditLog
 from edge_sca.cameras import Camera, EndOfStream, Frame
+from edge_sca.contract import CLASS_NAMES, DEFAULT_THRESHOLD, MALIGNANT, SELFTEST_MAX_DELTA
 from edge_sca.controller import BoardOutages, ScannerController, reopen_with_backoff
 from edge_sca.drift import DriftMonitor
 from edge_sca.errors import ControllerLost, ModelError
@@ -35,8 +35,9 @@ from edge_sca.interpreter import TFLiteModel
 from edge_sca.latency import LatencyStats
 from edge_sca.metrics import binary_metrics
 from edge_sca.preprocess import preprocess
-from edge_sca.quality import check_quality
+from edge_sca.quality import DEFAULT_LIMITS, check_quality
 from edge_sca.selftest import SelftestResult, run_selftest
+from edge_sca.settings import AuditSettings, BoardSettings, IlluminationSettings, ModelSettings, QualitySettings
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class Decision:
     label: int | None = None
     source_id: str = ""
     probs: list[float] | None = None
-    threshold: float = config.DEFAULT_THRESHOLD
+    threshold: float = DEFAULT_THRESHOLD
     quality: dict = field(default_factory=dict)
     shadow_p_malignant: float | None = None
     reason_code: str | None = None  # an edge_sca.quality.Retake value when decision is 'retake'
@@ -75,19 +76,23 @@ class Runtime:
     """A verified model plus the quality gate, latency stats, optional shadow float model and audit log."""
 
     def __init__(self, model_path: str | Path, threads: int | None = None, shadow_float: str | Path | None = None,
-                 shadow_every: int = config.SHADOW_EVERY, audit_log: str | Path | AuditLog | None = None,
-                 selftest_bound: float = config.SELFTEST_MAX_DELTA,
-                 input_checks: str | Path | InputChecks | None = None):
+                 shadow_every: int = ModelSettings.shadow_every, audit_log: str | Path | AuditLog | None = None,
+                 selftest_bound: float = SELFTEST_MAX_DELTA,
+                 input_checks: str | Path | InputChecks | None = None, quality: QualitySettings = DEFAULT_LIMITS,
+                 audit_limits: AuditSettings | None = None):
         self.model = TFLiteModel(model_path, threads=threads)  # refuses a model whose sha256 != manifest
         self.threshold = self.model.threshold
         self.checks = (input_checks if isinstance(input_checks, InputChecks)
                        else load_input_checks(input_checks, model_path))
         self.input_drift = InputDriftMonitor(self.checks, self.model.sha256)
+        self.quality = quality
         self.selftest_bound = selftest_bound
         self.selftest_result: SelftestResult | None = None
         self.shadow = TFLiteModel(shadow_float, threads=threads, require_manifest=False) if shadow_float else None
         self.drift = DriftMonitor(self.shadow, self.threshold, shadow_every) if self.shadow else None
-        self.audit = audit_log if isinstance(audit_log, AuditLog) or audit_log is None else AuditLog(audit_log)
+        rotation = audit_limits or AuditSettings()
+        self.audit = (audit_log if isinstance(audit_log, AuditLog) or audit_log is None
+                      else AuditLog(audit_log, rotation.max_bytes, rotation.backups))
         self.latency = LatencyStats()
         self.counts: Counter = Counter()
         self.retake_reasons: Counter = Counter()
@@ -120,15 +125,15 @@ class Runtime:
         t0 = time.perf_counter()
         pixels = preprocess(frame.rgb, self.model.size)
         t1 = time.perf_counter()
-        quality = check_quality(frame.rgb, pixels, self.checks)
+        quality = check_quality(frame.rgb, pixels, self.checks, self.quality)
         t2 = time.perf_counter()
         frame_sha = hashlib.sha256(pixels.tobytes()).hexdigest()
         probs, p, t3 = None, None, t2
         if quality.ok:
             probs = [float(x) for x in self.model.predict(pixels)[0]]
-            p = probs[config.MALIGNANT]
+            p = probs[MALIGNANT]
             t3 = time.perf_counter()
-            verdict = config.CLASS_NAMES[config.MALIGNANT] if p >= self.threshold else config.CLASS_NAMES[0]
+            verdict = CLASS_NAMES[MALIGNANT] if p >= self.threshold else CLASS_NAMES[0]
         else:
             verdict = "retake"
         t4 = time.perf_counter()
@@ -191,16 +196,18 @@ class Runtime:
 def run_loop(runtime: Runtime, camera: Camera, frames: int | None = None,
              controller: ScannerController | None = None, stop: threading.Event | None = None,
              on_decision: Callable[[Decision], None] | None = None, heartbeat: Callable[[], None] | None = None,
-             board_timeout_s: float = config.BOARD_TIMEOUT_S) -> dict:
+             board: BoardSettings | None = None, illumination: IlluminationSettings | None = None) -> dict:
     """Capture and decide until `frames` decisions, the end of a finite source, or `stop` is set.
 
     With a controller each frame waits for the trigger, lights the LED ring for the capture only, and the
-    decision goes to the scanner's display. `heartbeat` is called on every turn of the loop (the systemd
-    watchdog). If the board goes away, the press in flight is dropped and the board reopened (BoardGone after
-    board_timeout_s). Returns runtime.report() plus why the loop stopped; when the audit log fails the loop stops
-    at once ('audit log failed') and the report carries the error.
+    decision goes to the scanner's display; `board` and `illumination` are the scanner's settings for it (its port
+    aside). `heartbeat` is called on every turn of the loop (the systemd watchdog). If the board goes away, the
+    press in flight is dropped and the board reopened with backoff (BoardGone after board.timeout_s). Returns
+    runtime.report() plus why the loop stopped; when the audit log fails the loop stops at once ('audit log
+    failed') and the report carries the error.
     """
     runtime.ensure_ready()
+    board, illumination = board or BoardSettings(), illumination or IlluminationSettings()
     stop = stop or threading.Event()
     beat = heartbeat or (lambda: None)
     outages = BoardOutages()
@@ -211,7 +218,7 @@ def run_loop(runtime: Runtime, camera: Camera, frames: int | None = None,
             reason = "stop requested"
             break
         try:
-            frame = _capture(camera, controller)
+            frame = _capture(camera, controller, board.trigger_poll_s, illumination)
             if frame is None:
                 continue
             decision = runtime.process(frame)
@@ -226,7 +233,8 @@ def run_loop(runtime: Runtime, camera: Camera, frames: int | None = None,
             break
         except ControllerLost as exc:
             assert controller is not None
-            if not reopen_with_backoff(controller, exc, outages, stop, beat, board_timeout_s):
+            if not reopen_with_backoff(controller, exc, outages, stop, beat, board.timeout_s, board.backoff_s,
+                                       board.backoff_max_s):
                 reason = "stop requested"
                 break
         except AuditError as exc:
@@ -243,13 +251,14 @@ def run_loop(runtime: Runtime, camera: Camera, frames: int | None = None,
     return report
 
 
-def _capture(camera: Camera, controller: ScannerController | None) -> Frame | None:
+def _capture(camera: Camera, controller: ScannerController | None, poll_s: float,
+             light: IlluminationSettings) -> Frame | None:
     """A frame, or None when the controller's trigger wait timed out (so the loop can check for a stop)."""
     if controller is None:
         return camera.read()
-    if not controller.wait_trigger(config.TRIGGER_POLL_S):
+    if not controller.wait_trigger(poll_s):
         return None
-    controller.set_illumination(config.ILLUMINATION_MODE, config.ILLUMINATION_INTENSITY)
+    controller.set_illumination(light.mode, light.intensity)
     try:
         return camera.read()
     finally:

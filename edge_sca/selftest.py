@@ -1,6 +1,6 @@
 """The on-device self-test: run the manifest's reference vectors and compare with the workstation's outputs.
 
-A different runtime, CPU or kernel set can change int8 results; past config.SELFTEST_MAX_DELTA the device is
+A different runtime, CPU or kernel set can change int8 results; past SELFTEST_MAX_DELTA the device is
 not computing what was validated, and the runtime refuses to classify.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from edge_sca import config
+from edge_sca.contract import CLASS_NAMES, SELFTEST_MAX_DELTA
 from edge_sca.errors import ModelError
 from edge_sca.manifest import decode_pixels
 
@@ -29,7 +29,7 @@ class SelftestResult:
         return asdict(self)
 
 
-def run_selftest(model, max_delta: float = config.SELFTEST_MAX_DELTA) -> SelftestResult:
+def run_selftest(model, max_delta: float = SELFTEST_MAX_DELTA) -> SelftestResult:
     """Run every reference vector of `model.manifest` (a TFLiteModel); ModelError if there are none."""
     manifest = model.manifest
     if manifest is None or not manifest.reference_vectors:
@@ -38,7 +38,7 @@ def run_selftest(model, max_delta: float = config.SELFTEST_MAX_DELTA) -> Selftes
     vectors = []
     for ref in manifest.reference_vectors:
         expected = np.asarray(ref.get("expected_probs", []), dtype=np.float64)
-        if expected.shape != (len(config.CLASS_NAMES),):
+        if expected.shape != (len(CLASS_NAMES),):
             raise ModelError(f"{manifest.path}: reference vector {ref.get('id')!r} has no valid expected_probs; "
                              "rebuild the manifest with `make quantize`")
         got = model.predict(decode_pixels(ref["pixels"]))[0]

@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from edge_sca.config import DEFAULT_THRESHOLD
+from edge_sca.contract import DEFAULT_THRESHOLD
 from edge_sca.errors import ModelError
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ before it reads anything else):
     benchmarks/*.py             the on-device benchmark (`python benchmarks/device_bench.py` in the release)
     firmware_bridge/...         the serial link for `edge_sca run --bridge`, and the scanner-side installer
     requirements/device.in + device-<tag>.lock, wheelhouse/<tag>/*.whl   the device environment (wheelhouse.py)
-    systemd/cancernet-sca.service, config/edge_sca.env, install.sh
+    systemd/cancernet-sca.service, config/scanner.toml (the default settings file), install.sh
 
 Making a bundle streams every file (hashing, then packing), so its size costs no memory. Verification lives in
 archive.py, shared with the scanner: `verify` here runs exactly the check the scanner runs at install.
@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from edge_sca.config import INPUT_CHECKS_FILE, REPO_ROOT
+from edge_sca.contract import INPUT_CHECKS_FILE
+from edge_sca.devpaths import REPO_ROOT
 from edge_sca.errors import ModelError
 from edge_sca.fileio import sha256_file
 from edge_sca.manifest_schema import manifest_path
@@ -63,7 +64,7 @@ BRIDGE_FILES = ("__init__.py", "__main__.py", "cli.py", "errors.py", "protocol.p
 DEPLOY_DIR = Path(__file__).resolve().parent / "deploy"
 #: Archive path -> source under DEPLOY_DIR.
 DEPLOY_FILES = {"install.sh": "install.sh", "systemd/cancernet-sca.service": "cancernet-sca.service",
-                "config/edge_sca.env": "edge_sca.env"}
+                "config/scanner.toml": "scanner.toml"}
 
 
 @dataclass

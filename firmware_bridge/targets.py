@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 SERVICE = "cancernet-sca.service"
 AGENT = "installer.pyz"
+#: The scanner's settings file in ETC (edge_sca.settings.DEFAULT_PATH), installed only when absent.
+SETTINGS_FILE = "scanner.toml"
 SEPARATOR = "--- cancernet-sca flash ---"
 
 
@@ -84,18 +86,22 @@ class RootTarget:
         return result
 
     def setup(self, release: str) -> None:
-        """The system part of install.sh that can be done offline: the unit (enabled) and, if absent, the config."""
+        """The system part of install.sh that can be done offline: the unit (enabled) and, if absent, the
+        settings file (a site's edited one is never overwritten)."""
         src = self.store.base / "releases" / release
         systemd = self.fs.make_dirs(self.fs.path("etc/systemd/system"))
         self.fs.write_bytes(systemd / SERVICE, (src / "systemd" / SERVICE).read_bytes(), FILE_MODE)
         wants = self.fs.make_dirs(systemd / "multi-user.target.wants")
         if not (wants / SERVICE).is_symlink():
             self.fs.symlink(wants / SERVICE, f"/etc/systemd/system/{SERVICE}")
-        config = self.fs.path(f"{ETC}/edge_sca.env")
-        if not config.exists():
-            self.fs.make_dirs(config.parent)
-            self.fs.write_bytes(config, (src / "config" / "edge_sca.env").read_bytes(), FILE_MODE)
-        self.opts.notes.append(f"ROOT: unit and config installed; on first boot run `sudo sh {self.opts.prefix}/"
+        settings = self.fs.path(f"{ETC}/{SETTINGS_FILE}")
+        if not settings.exists():
+            self.fs.make_dirs(settings.parent)
+            self.fs.write_bytes(settings, (src / "config" / SETTINGS_FILE).read_bytes(), FILE_MODE)
+        if self.fs.path(f"{ETC}/edge_sca.env").exists():
+            self.opts.notes.append(f"ROOT: {ETC}/edge_sca.env is no longer read: move any options you changed "
+                                   f"into {ETC}/{SETTINGS_FILE} (docs/deploy.md, section 7), then delete it")
+        self.opts.notes.append(f"ROOT: unit and settings file installed; on first boot run `sudo sh {self.opts.prefix}/"
                                f"current/install.sh` on the scanner (creates the venv and the service user)")
 
     def selftest(self, release: str, models: list[str]) -> None:

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge_sca import config
+from edge_sca.contract import model_stem
+from edge_sca.devpaths import MODELS_DIR, REPO_ROOT
 from edge_sca.isic import resolve_isic_dir
 from firmware_bridge.flash import DEFAULT_PREFIX
 from firmware_bridge.wheelhouse import lock_path, read_lock
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 RELEASE = f"{DEFAULT_PREFIX}/current"
 VENV_PYTHON = f"{DEFAULT_PREFIX}/venv/bin/python"
 WORK = "/tmp/pi-check"
-REPLAY_MODEL = f"{config.model_stem('b')}_int8.tflite"  # the service's default model (deploy/edge_sca.env)
+REPLAY_MODEL = f"{model_stem('b')}_int8.tflite"  # the service's default model (deploy/scanner.toml)
 ENV_PROBE = """
 import importlib, json, sys
 import numpy, cv2
@@ -60,7 +61,7 @@ class CheckOptions:
     workers: int = 2
     bench: bool = True
     isic_dir: str | None = None
-    models_dir: Path = config.MODELS_DIR
+    models_dir: Path = MODELS_DIR
     out_dir: Path | None = None
     rebuild_root: bool = False
 
@@ -174,7 +175,7 @@ def _make(*args: str) -> str:
     """A make target as the user runs it (without the variables of the `make pi-check` that started us, and
     without redoing `make setup`, which that make already did: -o takes its stamp as current)."""
     env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "ARGS")}
-    done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.setup-stamp", *args], cwd=config.REPO_ROOT,
+    done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.setup-stamp", *args], cwd=REPO_ROOT,
                           capture_output=True,
                           text=True, env=env, check=False)
     if done.returncode != 0:
@@ -318,7 +319,7 @@ def _replay(root: Path, isic: Path, n: int, cpu: Cpu) -> dict:
     folder = root / WORK.lstrip("/") / "isic"
     _replay_folder(isic, folder, n)
     args = ["-m", "edge_sca", "run", "--camera", f"replay:{WORK}/isic", "--split", "test", "--frames", str(n),
-            "--json", "--model", f"{RELEASE}/models/{REPLAY_MODEL}"]
+            "--json", "--model", f"{RELEASE}/models/{REPLAY_MODEL}", "--bridge", ""]  # no board, whatever the settings
     guest_log = root / WORK.lstrip("/") / "audit-arm.jsonl"
     guest_log.unlink(missing_ok=True)
     done = run_guest(root, [VENV_PYTHON, *args, "--audit-log", f"{WORK}/audit-arm.jsonl"], cpu, cwd=RELEASE,
@@ -328,8 +329,8 @@ def _replay(root: Path, isic: Path, n: int, cpu: Cpu) -> dict:
     host_log.unlink(missing_ok=True)
     host_args = [a.replace(f"{WORK}/isic", str(folder)).replace(RELEASE, str(root / RELEASE.lstrip("/")))
                  for a in args]
-    subprocess.run([str(config.REPO_ROOT / ".venv/bin/python"), *host_args, "--audit-log", str(host_log)],
-                   cwd=config.REPO_ROOT, capture_output=True, check=True)
+    subprocess.run([str(REPO_ROOT / ".venv/bin/python"), *host_args, "--audit-log", str(host_log)],
+                   cwd=REPO_ROOT, capture_output=True, check=True)
     arm, x86 = _audit(guest_log), _audit(host_log)
     common = sorted(set(arm) & set(x86), key=lambda k: Path(k).name)
     same_pixels = sum(arm[k]["frame_sha256"] == x86[k]["frame_sha256"] for k in common)

@@ -2,7 +2,7 @@
 
 The pixels are preprocessed once on the host (edge_sca.preprocess), so the comparison isolates the runtime's
 kernels (XNNPACK's Arm NEON / dot-product kernels against its x86 AVX ones). Each model's outputs must stay
-within the self-test's bound (config.SELFTEST_MAX_DELTA); decision flips are counted at the manifest threshold,
+within the self-test's bound (SELFTEST_MAX_DELTA); decision flips are counted at the manifest threshold,
 with the runtime's rule (malignant when p >= threshold).
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca import config
+from edge_sca.contract import MALIGNANT, SELFTEST_MAX_DELTA
 from edge_sca.drift import compare_outputs
 from edge_sca.interpreter import TFLiteModel
 from edge_sca.isic import Record, load_isic_folder
@@ -80,10 +80,10 @@ def guest_probs(root: Path, python: str, release: str, models: list[str], pixels
     return probs, info
 
 
-def compare(p_x86: np.ndarray, p_arm: np.ndarray, threshold: float, bound: float = config.SELFTEST_MAX_DELTA) -> dict:
+def compare(p_x86: np.ndarray, p_arm: np.ndarray, threshold: float, bound: float = SELFTEST_MAX_DELTA) -> dict:
     """max / mean |delta p(malignant)| and decision flips at THRESHOLD (edge_sca.drift.compare_outputs, x86 as the
     reference), plus how many outputs are bit-identical and whether the worst stays within BOUND."""
-    a, b = p_x86[:, config.MALIGNANT], p_arm[:, config.MALIGNANT]
+    a, b = p_x86[:, MALIGNANT], p_arm[:, MALIGNANT]
     s = compare_outputs(a, b, threshold)
     flipped = (a >= threshold) != (b >= threshold)
     return {"n": s.n, "max_abs_delta_p": s.max_abs_delta_p, "mean_abs_delta_p": s.mean_abs_delta_p,
@@ -105,8 +105,8 @@ def run_parity(root: Path, python: str, release: str, models_dir: Path, isic_dir
         raise PiTargetError(f"no .tflite models in {models_dir}; build them with `make quantize`")
     x86 = host_probs(models, pixels)
     result: dict = {"images": {"split": "test", "n": n, "ids_first_last": [records[0].isic_id, records[-1].isic_id],
-                               "malignant": sum(1 for r in records if r.label == config.MALIGNANT)},
-                    "bound": config.SELFTEST_MAX_DELTA, "cpus": {}, "models": {}}
+                               "malignant": sum(1 for r in records if r.label == MALIGNANT)},
+                    "bound": SELFTEST_MAX_DELTA, "cpus": {}, "models": {}}
     for m in models:
         tf = TFLiteModel(m, threads=1)
         result["models"][m.name] = {"sha256": tf.sha256, "dtype": tf.dtype, "threshold": tf.threshold}

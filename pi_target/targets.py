@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_sca.config import REPO_ROOT
+from edge_sca.devpaths import REPO_ROOT
 
 DATA_DIR = REPO_ROOT / "data" / "pi-target"
 REPORT_DIR = REPO_ROOT / "reports" / "pi-check"

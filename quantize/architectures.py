@@ -11,7 +11,7 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
-from edge_sca.config import INPUT_NAME, INPUT_SIZE, OUTPUT_NAME
+from edge_sca.contract import INPUT_NAME, INPUT_SIZE, OUTPUT_NAME
 
 # (width, blocks) per stage; stage 1 keeps the stem's resolution, stages 2-4 halve it in their first block.
 B_STAGES = ((48, 2), (96, 3), (160, 6), (256, 2))

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, replace
 import cv2
 import numpy as np
 
-from edge_sca.config import INPUT_SIZE
+from edge_sca.contract import INPUT_SIZE
 from edge_sca.preprocess import to_float
 
 

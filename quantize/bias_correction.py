@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_sca.config import OUTPUT_NAME
+from edge_sca.contract import OUTPUT_NAME
 
 #: Shifts smaller than this (in logits) are left alone: under one int8 output step (1/256 in p, 0.016 logit at p=0.5).
 MIN_SHIFT = 0.01

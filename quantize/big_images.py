@@ -14,7 +14,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from edge_sca.config import REPO_ROOT
+from edge_sca.devpaths import REPO_ROOT
 
 
 def write_black_png(path: Path, width: int, height: int, rows_per_block: int = 64) -> None:

@@ -10,8 +10,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from edge_sca.cli_common import add_common, emit, positive_float, positive_int, run_cli  # noqa: E402
-from edge_sca.config import MODEL_NAMES, MODELS_DIR, TARGET_SENSITIVITY  # noqa: E402
+from edge_sca.contract import MODEL_NAMES  # noqa: E402
+from edge_sca.devpaths import MODELS_DIR  # noqa: E402
 from edge_sca.errors import EdgeScaError  # noqa: E402
+from edge_sca.policy import TARGET_SENSITIVITY  # noqa: E402
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -216,7 +218,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    from edge_sca.config import model_stem
+    from edge_sca.contract import model_stem
     from edge_sca.isic import load_isic_folder, resolve_isic_dir
     from quantize.budgets import broken, check_budgets
     from quantize.data import load_split
@@ -246,7 +248,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
 
 
 def cmd_debug(args: argparse.Namespace) -> int:
-    from edge_sca.config import model_stem
+    from edge_sca.contract import model_stem
     from edge_sca.isic import load_isic_folder, resolve_isic_dir
     from quantize.debug import layer_errors
     from quantize.evaluate import load_source_model
@@ -331,7 +333,7 @@ def cmd_input_drift(args: argparse.Namespace) -> int:
 
 
 def _add_input_check_options(s: argparse.ArgumentParser) -> None:
-    from edge_sca.config import REPO_ROOT
+    from edge_sca.devpaths import REPO_ROOT
 
     s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
     s.add_argument("--extra-dir", default=str(REPO_ROOT.parent / "shared" / "isic_extra"),
@@ -343,7 +345,8 @@ def _add_input_check_options(s: argparse.ArgumentParser) -> None:
 
 
 def _add_input_checks(sub: argparse._SubParsersAction) -> None:
-    from edge_sca.config import INPUT_CHECKS_FILE, MODELS_DIR, model_stem
+    from edge_sca.contract import INPUT_CHECKS_FILE, model_stem
+    from edge_sca.devpaths import MODELS_DIR
 
     default_out = MODELS_DIR / INPUT_CHECKS_FILE
     default_model = MODELS_DIR / f"{model_stem('b')}_int8.tflite"

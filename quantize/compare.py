@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from edge_sca.config import REPO_ROOT
+from edge_sca.devpaths import REPO_ROOT
 from quantize.pipeline import QuantizeOptions, prepare, run
 from quantize.provenance import git_commit, now_iso, write_json
 from quantize.recipe import load_recipe

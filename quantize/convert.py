@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from edge_sca.config import INPUT_NAME, INT8_SCALE, INT8_ZERO_POINT, OUTPUT_NAME
+from edge_sca.contract import INPUT_NAME, INT8_SCALE, INT8_ZERO_POINT, OUTPUT_NAME
 from edge_sca.errors import ModelError
 from edge_sca.preprocess import to_float
 from edge_sca.progress import Progress

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca.config import INPUT_SIZE, REPO_ROOT
+from edge_sca.contract import INPUT_SIZE, PREPROCESS_VERSION
+from edge_sca.devpaths import REPO_ROOT
 from edge_sca.errors import DataError, ImageError
 from edge_sca.fileio import atomic_path
 from edge_sca.isic import IsicFolder, Record
-from edge_sca.preprocess import PREPROCESS_VERSION, load_preprocessed
+from edge_sca.preprocess import load_preprocessed
 from edge_sca.progress import Progress
 from quantize.sources import source_of
 

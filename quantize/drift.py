@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca.config import CLASS_NAMES
+from edge_sca.contract import CLASS_NAMES
 from edge_sca.drift import DriftSummary, compare_outputs
 from edge_sca.metrics import binary_metrics
 from quantize.budgets import Drift, broken, check_budgets, limits

@@ -82,10 +82,10 @@ def markdown(result: dict) -> str:
 
 
 def write(model: Path, rows: list[dict], out_dir: Path) -> tuple[dict, Path]:
-    from edge_sca import config
+    from edge_sca.policy import DRIFT_MIN_FRAMES, DRIFT_PSI_WARN
 
     result = {"created": now_iso(), "git_commit": git_commit(), "model": model.name, "replays": rows,
-              "psi_warn": config.DRIFT_PSI_WARN, "min_frames": config.DRIFT_MIN_FRAMES}
+              "psi_warn": DRIFT_PSI_WARN, "min_frames": DRIFT_MIN_FRAMES}
     write_json(out_dir / "drift.json", result)
     md = out_dir / "drift.md"
     md.write_text(markdown(result))

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge_sca.config import DEFAULT_THRESHOLD
+from edge_sca.contract import DEFAULT_THRESHOLD
 from edge_sca.errors import ModelError
 from edge_sca.metrics import binary_metrics
 from edge_sca.progress import Progress
@@ -83,7 +83,7 @@ def _frozen_scorer(path: Path) -> Scorer:
 
 def _weights_scorer(path: Path) -> Scorer:
     """A checkpoint's weights (checkpoints/<stem>/*.weights.h5): the folder names the architecture; no threshold."""
-    from edge_sca.config import INPUT_SIZE, MODEL_NAMES, model_stem
+    from edge_sca.contract import INPUT_SIZE, MODEL_NAMES, model_stem
     from quantize.architectures import build_model
     from quantize.train import predict_keras
 

@@ -6,11 +6,19 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca.config import CLASS_NAMES, INPUT_NAME, INPUT_SIZE, INT8_SCALE, INT8_ZERO_POINT, OUTPUT_NAME
+from edge_sca.contract import (
+    CLASS_NAMES,
+    INPUT_NAME,
+    INPUT_SIZE,
+    INT8_SCALE,
+    INT8_ZERO_POINT,
+    MANIFEST_FORMAT,
+    OUTPUT_NAME,
+    PREPROCESS_VERSION,
+)
 from edge_sca.fileio import atomic_write_bytes
 from edge_sca.interpreter import TFLiteModel
-from edge_sca.manifest import MANIFEST_FORMAT, Manifest, encode_pixels, manifest_path, sha256_bytes
-from edge_sca.preprocess import PREPROCESS_VERSION
+from edge_sca.manifest import Manifest, encode_pixels, manifest_path, sha256_bytes
 from quantize.provenance import git_commit, now_iso, tool_versions
 
 

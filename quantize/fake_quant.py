@@ -23,7 +23,7 @@ import logging
 
 import numpy as np
 
-from edge_sca.config import INPUT_NAME, OUTPUT_NAME
+from edge_sca.contract import INPUT_NAME, OUTPUT_NAME
 from edge_sca.errors import ModelError
 from edge_sca.preprocess import to_float
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_sca import config
 from edge_sca.errors import ImageError
 from edge_sca.focus import sharpness
 from edge_sca.isic import Record
+from edge_sca.policy import FOCUS_BLUR_SIGMA, FOCUS_MAX_REFUSED, FOCUS_MIN_BLUR_REFUSED
 from edge_sca.preprocess import read_image
 from edge_sca.progress import Progress
 
@@ -45,7 +45,7 @@ BLURS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "gauss 3": _gauss(3.0), "motion 5 horizontal": _motion(5, 0.0), "motion 9 horizontal": _motion(9, 0.0),
     "motion 9 diagonal": _motion(9, 45.0),
 }
-TARGET = f"gauss {config.FOCUS_BLUR_SIGMA:g}"
+TARGET = f"gauss {FOCUS_BLUR_SIGMA:g}"
 
 
 def measure(records: list[Record], blurs: tuple[str, ...] = tuple(BLURS)) -> dict[str, np.ndarray]:
@@ -68,8 +68,8 @@ def choose_threshold(values: dict[str, np.ndarray]) -> tuple[float, dict]:
     """The threshold and how it was chosen (bounds, whether both targets could be met)."""
     sharp, target = values["sharp"], values[TARGET]
     sharp, target = sharp[~np.isnan(sharp)], target[~np.isnan(target)]
-    low = float(np.quantile(target, config.FOCUS_MIN_BLUR_REFUSED))  # refuses that fraction of the blurred
-    high = float(np.quantile(sharp, config.FOCUS_MAX_REFUSED))  # passes all but that fraction of the sharp
+    low = float(np.quantile(target, FOCUS_MIN_BLUR_REFUSED))  # refuses that fraction of the blurred
+    high = float(np.quantile(sharp, FOCUS_MAX_REFUSED))  # passes all but that fraction of the sharp
     feasible = low < high
     threshold = float(np.sqrt(low * high)) if feasible else high
     rule = {"blur_refused_bound": low, "sharp_pass_bound": high, "both_targets_met": feasible,

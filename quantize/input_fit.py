@@ -20,14 +20,23 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca import config
+from edge_sca.contract import PREPROCESS_VERSION
 from edge_sca.errors import DataError, ImageError
 from edge_sca.focus import sharpness
 from edge_sca.frame_stats import FEATURE_NAMES, SATURATION, frame_features
 from edge_sca.input_checks import FORMAT, DermoscopyCheck, load_input_checks
 from edge_sca.input_drift import INPUT_STATS
 from edge_sca.isic import IsicFolder, Record, load_isic_folder
-from edge_sca.preprocess import PREPROCESS_VERSION, load_preprocessed, preprocess, read_image
+from edge_sca.policy import (
+    DERMOSCOPY_MAX_REFUSED_PER_SCORE,
+    DRIFT_BINS,
+    FOCUS_BLUR_SIGMA,
+    FOCUS_MAX_REFUSED,
+    FOCUS_MIN_BLUR_REFUSED,
+    GRAYSCALE_FRACTION,
+    GRAYSCALE_QUANTILE,
+)
+from edge_sca.preprocess import load_preprocessed, preprocess, read_image
 from edge_sca.progress import Progress
 from quantize import focus_curve, negatives
 from quantize.density import fit_logistic, fit_mixture
@@ -111,7 +120,7 @@ def fit_dermoscopy(pos: np.ndarray, sources: list[str], neg: dict[str, np.ndarra
              "logistic": {"weights": w.tolist(), "bias": b, "quadratic": opts.quadratic},
              "mixture_threshold": 0.0, "logistic_threshold": 0.0}
     scores = DermoscopyCheck.from_dict(check).scores(pos)
-    refuse = config.DERMOSCOPY_MAX_REFUSED_PER_SCORE
+    refuse = DERMOSCOPY_MAX_REFUSED_PER_SCORE
     check["mixture_threshold"], per_m = source_threshold(scores[:, 0], sources, refuse)
     check["logistic_threshold"], per_l = source_threshold(scores[:, 1], sources, refuse)
     check["fit"] = {"dermoscopy_images": len(pos), "dermoscopy_sources": {s: sources.count(s) for s in set(sources)},
@@ -123,7 +132,7 @@ def fit_dermoscopy(pos: np.ndarray, sources: list[str], neg: dict[str, np.ndarra
 
 def histogram_reference(values: np.ndarray, labels: np.ndarray) -> dict:
     """Decile edges of the reference values and, per label, the fraction of them in each bin."""
-    edges = np.unique(np.quantile(values, np.linspace(0, 1, config.DRIFT_BINS + 1)[1:-1]))
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, DRIFT_BINS + 1)[1:-1]))
 
     def fractions(v: np.ndarray) -> list[float]:
         c = np.bincount(np.searchsorted(edges, v, side="right"), minlength=len(edges) + 1)
@@ -195,8 +204,8 @@ def calibrate_focus(folder: IsicFolder, extra: IsicFolder | None, reports_dir: P
               "held_out_val": {"images": len(val), "refused_at_threshold": focus_curve.refused(held, threshold),
                                "per_source_sharp_refused": per_source},
               "percentiles": {b: np.nanpercentile(v, [1, 2, 5, 50, 95]).tolist() for b, v in values.items()},
-              "targets": {"blur_sigma": config.FOCUS_BLUR_SIGMA, "min_blur_refused": config.FOCUS_MIN_BLUR_REFUSED,
-                          "max_sharp_refused": config.FOCUS_MAX_REFUSED}}
+              "targets": {"blur_sigma": FOCUS_BLUR_SIGMA, "min_blur_refused": FOCUS_MIN_BLUR_REFUSED,
+                          "max_sharp_refused": FOCUS_MAX_REFUSED}}
     if extra is not None:
         sample = extra.records[:: max(1, len(extra.records) // 1000)]
         ev = focus_curve.measure(sample, ("sharp",))
@@ -221,7 +230,7 @@ def fit(opts: FitOptions, out: Path) -> dict:
         pos, pos_sources = np.vstack([train_feats, extra_feats]), pos_sources + extra_sources
     neg = negative_features(negatives.FIT_KINDS, opts.negatives_per_kind, FIT_SEED)
     check = fit_dermoscopy(pos, pos_sources, neg, opts)
-    low = float(np.quantile(train_feats[:, SATURATION], config.GRAYSCALE_QUANTILE))
+    low = float(np.quantile(train_feats[:, SATURATION], GRAYSCALE_QUANTILE))
     data = {
         "format": FORMAT, "created": now_iso(), "git_commit": git_commit(), "tool_versions": tool_versions(),
         "preprocess_version": PREPROCESS_VERSION, "features": list(FEATURE_NAMES),
@@ -229,8 +238,8 @@ def fit(opts: FitOptions, out: Path) -> dict:
                  "isic_extra_dir": str(extra.root) if extra else None,
                  "isic_extra_metadata_sha256": extra.metadata_sha256() if extra else None},
         "focus": focus,
-        "grayscale": {"min_saturation": low * config.GRAYSCALE_FRACTION, "isic_train_quantile": low,
-                      "quantile": config.GRAYSCALE_QUANTILE, "fraction": config.GRAYSCALE_FRACTION},
+        "grayscale": {"min_saturation": low * GRAYSCALE_FRACTION, "isic_train_quantile": low,
+                      "quantile": GRAYSCALE_QUANTILE, "fraction": GRAYSCALE_FRACTION},
         "dermoscopy": check,
         "reference": drift_reference(train_feats, train_records, check, opts.reference_sample)
         | {"p_malignant": p_references(folder, opts.models_dir)},

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca.config import INPUT_SIZE, REPO_ROOT, model_stem
+from edge_sca.contract import INPUT_SIZE, PREPROCESS_VERSION, model_stem
+from edge_sca.devpaths import REPO_ROOT
 from edge_sca.errors import DataError, ModelError
 from edge_sca.fileio import sha256_file
 from edge_sca.isic import IsicFolder, load_isic_folder
 from edge_sca.manifest import load_manifest, manifest_path
-from edge_sca.preprocess import PREPROCESS_VERSION
 from edge_sca.training_record import record_macs, record_threshold
 from quantize.budgets import Budget, Drift, broken, check_budgets
 from quantize.data import Arrays, data_key, load_split

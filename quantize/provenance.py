@@ -8,7 +8,7 @@ import platform
 import subprocess
 from pathlib import Path
 
-from edge_sca.config import REPO_ROOT
+from edge_sca.devpaths import REPO_ROOT
 from edge_sca.fileio import atomic_write_text
 
 

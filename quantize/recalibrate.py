@@ -19,11 +19,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from edge_sca.config import RECALIBRATION_MAX_SHORTFALL, RECALIBRATION_MIN_BENIGN, TARGET_SENSITIVITY
 from edge_sca.errors import DataError, ModelError
 from edge_sca.isic import load_isic_folder
 from edge_sca.manifest import load_manifest, manifest_path
 from edge_sca.metrics import binary_metrics, threshold_for_sensitivity, wilson_interval
+from edge_sca.policy import RECALIBRATION_MAX_SHORTFALL, RECALIBRATION_MIN_BENIGN, TARGET_SENSITIVITY
 from quantize.provenance import now_iso, write_json
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
-from edge_sca.config import REPO_ROOT
+from edge_sca.devpaths import REPO_ROOT
 from edge_sca.errors import EdgeScaError
 from quantize.qat import QatSettings
 from quantize.ranges import ActivationRanges

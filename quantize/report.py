@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca.config import CLASS_NAMES
+from edge_sca.contract import CLASS_NAMES
 from quantize.provenance import write_json
 
 METRIC_ROWS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "auroc")

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca.config import TARGET_SENSITIVITY
 from edge_sca.isic import load_isic_folder
+from edge_sca.policy import TARGET_SENSITIVITY
 from quantize.data import Arrays, concat_arrays, load_split
 from quantize.provenance import now_iso, write_json
 from quantize.shortcut import SHORTCUT_SOURCE, resolution_shortcut

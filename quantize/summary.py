@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca.config import MODEL_NAMES, model_stem
+from edge_sca.contract import MODEL_NAMES, model_stem
 from edge_sca.errors import ModelError
 from quantize.provenance import earlier_stages
 

@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_sca.config import INPUT_SIZE, MODELS_DIR, TARGET_SENSITIVITY, model_stem
+from edge_sca.contract import INPUT_SIZE, model_stem
+from edge_sca.devpaths import MODELS_DIR
 from edge_sca.fileio import atomic_path, sha256_file
 from edge_sca.isic import load_isic_folder
 from edge_sca.metrics import threshold_for_sensitivity
+from edge_sca.policy import TARGET_SENSITIVITY
 from quantize.augment import PRESETS
 from quantize.data import Arrays, concat_arrays, folder_hash, load_split, resize_batch
 from quantize.ema import WeightAverage

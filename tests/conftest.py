@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def _find_isic() -> Path | None:
-    from edge_sca.config import isic_dir_candidates
+    from edge_sca.devpaths import isic_dir_candidates
 
     for c in isic_dir_candidates():
         if (c / "metadata.csv").is_file():

@@ -17,7 +17,8 @@ from benchmarks.discover import identify
 from benchmarks.machine import clock_ghz, cpu_model, peak_macs_per_s, vector_unit
 from benchmarks.ratios import int8_speedup, versus_baseline
 from benchmarks.report import plot
-from edge_sca.config import MODEL_NAMES, REPO_ROOT, model_stem, parse_model_file
+from edge_sca.contract import MODEL_NAMES, model_stem, parse_model_file
+from edge_sca.devpaths import REPO_ROOT
 from edge_sca.errors import EdgeScaError
 
 SCRIPT = REPO_ROOT / "benchmarks" / "device_bench.py"

@@ -7,7 +7,7 @@ import json
 import shutil
 import sys
 
-from edge_sca.config import REPO_ROOT
+from edge_sca.devpaths import REPO_ROOT
 
 if str(REPO_ROOT) not in sys.path:  # `benchmarks` is a script folder, not an installed package
     sys.path.insert(0, str(REPO_ROOT))

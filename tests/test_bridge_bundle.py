@@ -67,7 +67,7 @@ def test_bundle_contents_and_verify(bundle, keys):
     for needed in ("models/cancernet_sca_b_int8.manifest.json", "edge_sca/__init__.py", "edge_sca/preprocess.py",
                    "firmware_bridge/link.py", "firmware_bridge/protocol.py", "firmware_bridge/releases.py",
                    "firmware_bridge/scanner_cli.py", "requirements/device.in", "requirements/device-cp311.lock",
-                   "systemd/cancernet-sca.service", "config/edge_sca.env", "install.sh", "benchmarks/device_bench.py"):
+                   "systemd/cancernet-sca.service", "config/scanner.toml", "install.sh", "benchmarks/device_bench.py"):
         assert needed in names
     assert "models/orphan.tflite" not in names
     assert not any("__pycache__" in n or n.startswith("quantize/") for n in names)

@@ -203,10 +203,11 @@ def _models_dir(random_models, tmp_path, break_refs: bool) -> Path:
 
 
 @pytest.mark.slow
-def test_flash_host_with_real_selftest_and_runtime(random_models, tmp_path, keys, scanner):
+def test_flash_host_with_real_selftest_and_runtime(random_models, tmp_path, keys, scanner, monkeypatch):
     """`python -m edge_sca selftest` runs from the new release folder, then the release's own `edge_sca run` is
     started as the service and must send READY (self-test passed, camera open). A bundle whose reference vectors
-    disagree fails its self-test and leaves the good release current."""
+    disagree fails its self-test and leaves the good release current; so does a release that refuses the
+    scanner's settings file (the self-test reads it too)."""
     prefix = prefix_of(scanner)
     service = (f"cd {prefix}/current && PYTHONPATH=. exec {sys.executable} -m edge_sca run --model "
                "models/cancernet_sca_b_int8.tflite --camera synthetic --threads 1")
@@ -221,4 +222,11 @@ def test_flash_host_with_real_selftest_and_runtime(random_models, tmp_path, keys
     broken = make_bundle(_models_dir(random_models, tmp_path, True), keys[0], tmp_path / "dist", version="7.1")
     with pytest.raises(FlashError, match="self-test of models/.*failed"):
         flash(broken.path, keys[1], target)
+    assert current_of(scanner) == r["release"]
+    settings = tmp_path / "scanner.toml"
+    settings.write_text("[board]\ntimeout = 30\n")  # a key this release does not know
+    monkeypatch.setenv("CANCERNET_SCA_CONFIG", str(settings))
+    again = make_bundle(tmp_path / "good", keys[0], tmp_path / "dist", version="7.2")
+    with pytest.raises(FlashError, match=r"self-test of models/.*failed \(exit 2\).*unknown key 'timeout'"):
+        flash(again.path, keys[1], target)
     assert current_of(scanner) == r["release"]

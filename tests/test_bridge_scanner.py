@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 from bridge_support import PREFIX, repack, replace_file, scanner_root
 
+from edge_sca.settings import load_settings
 from firmware_bridge import releases as releases_mod
 from firmware_bridge import rootfs, signing
-from firmware_bridge.bundle import make_bundle
+from firmware_bridge.bundle import DEPLOY_DIR, make_bundle
 from firmware_bridge.errors import BundleError, FlashError
 from firmware_bridge.flash import FlashOptions, RootTarget, flash, rollback
 from firmware_bridge.releases import ReleaseStore
@@ -87,12 +88,16 @@ def test_flash_root_installs_switches_and_rolls_back(root, keys, fake_bundle):
     assert (root / "etc/systemd/system/cancernet-sca.service").is_file()
     assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/cancernet-sca.service") == \
         "/etc/systemd/system/cancernet-sca.service"
-    config = root / "etc/cancernet-sca/edge_sca.env"
-    config.write_text("EDGE_SCA_ARGS='--camera synthetic'\n")  # a local edit survives the next flash
+    settings = root / "etc/cancernet-sca/scanner.toml"  # the default settings file, installed when absent
+    assert settings.read_bytes() == (DEPLOY_DIR / "scanner.toml").read_bytes()
+    assert load_settings(settings).board.port == "/dev/ttyACM0"
+    edited = settings.read_text().replace('#source = "picamera2"', 'source = "synthetic"')
+    settings.write_text(edited)  # a site's edit survives the next flash, like a conffile
 
     second = flash_root(fake_bundle("1.1"), keys, root)
     assert current_of(root) == second["release"] and second["previous"] == first["release"]
-    assert config.read_text() == "EDGE_SCA_ARGS='--camera synthetic'\n"
+    assert settings.read_text() == edited and load_settings(settings).camera.source == "synthetic"
+    assert not any("edge_sca.env" in n for n in second["notes"])
     assert history_of(root) == [first["release"], second["release"]]
     back = rollback_root(root)
     assert (back["from"], back["to"]) == (second["release"], first["release"])

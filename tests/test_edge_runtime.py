@@ -20,14 +20,17 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_sca import config
 from edge_sca.audit import read_audit
 from edge_sca.cameras import Frame, open_camera, synthetic_scene
 from edge_sca.cli import main
+from edge_sca.contract import CLASS_NAMES, DISCLAIMER, SELFTEST_MAX_DELTA
+from edge_sca.devpaths import MODELS_DIR, REPO_ROOT
 from edge_sca.errors import ControllerLost, ExitStatus, ModelError
+from edge_sca.latency import LATENCY_WARMUP
 from edge_sca.manifest import manifest_path
 from edge_sca.preprocess import preprocess
 from edge_sca.runtime import Runtime, run_loop
+from edge_sca.settings import BoardSettings, IlluminationSettings
 
 
 def _copy_model(src: Path, dst_dir: Path, edit=None, manifest: bool = True) -> Path:
@@ -55,7 +58,7 @@ def _frame(index: int = 0, label: int | None = None) -> Frame:
 
 def test_decision_fields(runtime, random_models):
     d = runtime.process(_frame(label=1))
-    assert d.decision in config.CLASS_NAMES and 0.0 <= d.p_malignant <= 1.0 and d.reason is None
+    assert d.decision in CLASS_NAMES and 0.0 <= d.p_malignant <= 1.0 and d.reason is None
     assert d.decision == ("malignant" if d.p_malignant >= runtime.threshold else "benign")
     assert d.probs[1] == d.p_malignant and sum(d.probs) == pytest.approx(1.0, abs=0.02)
     assert d.model_sha256 == hashlib.sha256(random_models["int8"].read_bytes()).hexdigest()
@@ -139,7 +142,7 @@ def test_selftest_fails_when_expected_probs_edited(random_models, tmp_path, caps
     model = _copy_model(random_models["int8"], tmp_path, edit)
     rt = Runtime(model, threads=1)
     result = rt.selftest()
-    assert not result.passed and result.max_delta > config.SELFTEST_MAX_DELTA
+    assert not result.passed and result.max_delta > SELFTEST_MAX_DELTA
     with pytest.raises(ModelError, match="self-test failed"):
         rt.process(_frame())
     assert main(["selftest", "--model", str(model), "--json"]) == 1
@@ -150,7 +153,7 @@ def test_selftest_fails_when_expected_probs_edited(random_models, tmp_path, caps
 def test_selftest_passes_on_the_shipped_vectors(random_models, capsys):
     assert main(["selftest", "--model", str(random_models["int8"])]) == 0
     out = capsys.readouterr().out
-    assert "self-test PASS" in out and out.count(config.DISCLAIMER) == 1
+    assert "self-test PASS" in out and out.count(DISCLAIMER) == 1
 
 
 def test_selftest_without_reference_vectors_is_an_error(random_models, tmp_path):
@@ -169,7 +172,7 @@ def test_run_replay_reports_metrics_drift_latency_and_audits(random_models, tiny
     assert report["stopped_by"] == "end of source" and report["frames"] == 18
     classified = report["frames"] - report["decisions"].get("retake", 0)
     assert report["metrics"]["n"] == classified and "sensitivity" in report["metrics"] and "ppv" in report["metrics"]
-    assert report["latency"]["measured"] == classified - config.LATENCY_WARMUP
+    assert report["latency"]["measured"] == classified - LATENCY_WARMUP
     assert report["drift"]["n"] == (classified + 1) // 2 and report["drift"]["max_abs_delta"] < 0.2
     records = read_audit(audit).records
     assert len(records) == 18 and {r["decision"] for r in records} <= {"benign", "malignant", "retake"}
@@ -183,7 +186,7 @@ def test_run_replay_reports_metrics_drift_latency_and_audits(random_models, tiny
 def test_run_human_output_has_one_disclaimer(random_models, capsys):
     assert main(["run", "--model", str(random_models["int8"]), "--camera", "synthetic", "--frames", "4"]) == 0
     out = capsys.readouterr().out
-    assert out.count(config.DISCLAIMER) == 1 and "synthetic:3" in out and "frames/s" in out
+    assert out.count(DISCLAIMER) == 1 and "synthetic:3" in out and "frames/s" in out
 
 
 class FakeController:
@@ -242,7 +245,7 @@ def test_controller_loop_waits_lights_captures_shows(runtime):
     assert cam.frames_read == 2 and len(ctl.shown) == 2 and report["stopped_by"] == "frames"
     kinds = [c[0] for c in ctl.calls]
     assert kinds == ["wait", "wait", "light", "light", "show", "wait", "wait", "wait", "light", "light", "show"]
-    assert ctl.calls[2] == ("light", config.ILLUMINATION_MODE, config.ILLUMINATION_INTENSITY)
+    assert ctl.calls[2] == ("light", IlluminationSettings.mode, IlluminationSettings.intensity)
     assert ctl.calls[3] == ("light", "off", 0.0)
 
 
@@ -253,7 +256,7 @@ def test_a_board_lost_before_the_result_is_reopened_and_nothing_stale_is_shown(r
     ctl = FakeController([True, "lost before the result", False, True], still_gone=2)
     with open_camera("synthetic") as cam:
         report = run_loop(runtime, cam, frames=2, controller=ctl, on_decision=decided.append,
-                          heartbeat=lambda: beats.append(1), board_timeout_s=10)
+                          heartbeat=lambda: beats.append(1), board=BoardSettings(timeout_s=10))
     assert [c[0] for c in ctl.calls].count("reopen") == 3
     assert len(decided) == 2 and ctl.shown == decided[1:]  # the first was decided (and audited), never shown
     assert report["board"]["lost"] == 1 and report["board"]["reopened"] == 1 and report["board"]["offline_s"] > 0
@@ -265,7 +268,7 @@ def test_a_board_that_does_not_return_ends_the_run_with_status_3(runtime, random
 
     ctl = FakeController(["lost"], still_gone=10**6)
     with open_camera("synthetic") as cam, pytest.raises(BoardGone, match="gone for .* systemd restarts"):
-        run_loop(runtime, cam, controller=ctl, board_timeout_s=0.3)
+        run_loop(runtime, cam, controller=ctl, board=BoardSettings(timeout_s=0.3))
     pkg, link = types.ModuleType("firmware_bridge"), types.ModuleType("firmware_bridge.link")
     link.open_controller = lambda port: FakeController(["lost"], still_gone=10**6)
     pkg.link = link
@@ -306,7 +309,7 @@ def test_edge_sca_never_imports_upper_layers():
     code = ("import sys, edge_sca.cli, edge_sca.runtime, edge_sca.cameras; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'quantize', 'firmware_bridge', "
             "'picamera2')]; print(bad); sys.exit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=config.REPO_ROOT)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -316,7 +319,7 @@ def test_classify_images_and_a_corrupt_one(random_models, tiny_isic, tmp_path, c
     bad.write_bytes(good.read_bytes()[:300])
     assert main(["classify", str(good), "--model", str(random_models["int8"])]) == 0
     out = capsys.readouterr().out
-    assert good.name in out and out.count(config.DISCLAIMER) == 1
+    assert good.name in out and out.count(DISCLAIMER) == 1
     assert main(["classify", str(good), str(bad), "--model", str(random_models["int8"]), "--json"]) == 2
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["decision"] in ("benign", "malignant", "retake") and "not a decodable image" in rows[1]["error"]
@@ -327,7 +330,7 @@ def test_long_running_mode_stops_cleanly_on_sigterm(random_models, tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen([sys.executable, "-m", "edge_sca", "run", "--model", str(random_models["int8"]),
                              "--camera", "synthetic", "--audit-log", str(audit), "--threads", "1"],
-                            cwd=config.REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 90
         while not (audit.exists() and audit.stat().st_size > 0):
@@ -340,15 +343,16 @@ def test_long_running_mode_stops_cleanly_on_sigterm(random_models, tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert "stopped by stop requested" in out and out.count(config.DISCLAIMER) == 1
+    assert "stopped by stop requested" in out and out.count(DISCLAIMER) == 1
     got = read_audit(audit)
     assert got.torn == 0 and len(got.records) >= 1
 
 
 def test_default_model_path():
-    from edge_sca.cli import DEFAULT_MODEL
+    from edge_sca.cli import model_path
+    from edge_sca.settings import ScannerSettings
 
-    assert DEFAULT_MODEL == config.MODELS_DIR / "cancernet_sca_b_int8.tflite"
+    assert model_path(ScannerSettings()) == str(MODELS_DIR / "cancernet_sca_b_int8.tflite")
 
 
 def test_written_frames_flow_through_opencv_to_same_decision(runtime, tmp_path):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from edge_sca import config
+from edge_sca.devpaths import REPO_ROOT
 from edge_sca.sdnotify import Notifier
 from firmware_bridge import protocol
 from firmware_bridge.simulator import BoardSimulator
@@ -75,7 +75,7 @@ def test_scanner_loop_under_systemd_survives_a_lost_board(random_models, notify_
         env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000", "TF_CPP_MIN_LOG_LEVEL": "3"}
         proc = subprocess.Popen([sys.executable, "-m", "edge_sca", "run", "--bridge", sim.port, "--camera",
                                  "synthetic", "--model", str(random_models["int8"]), "--threads", "1", "--json",
-                                 "--board-timeout", "30"], cwd=config.REPO_ROOT, env=env,
+                                 "--board-timeout", "30"], cwd=REPO_ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             _wait(lambda: messages.extend(_drain(sock)) or any("READY=1" in m for m in messages), 90, "no READY")

@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 
 from edge_sca.cameras import ReplayCamera
-from edge_sca.config import MAX_IMAGE_PIXELS
 from edge_sca.errors import ImageError, ImageTooLargeError
 from edge_sca.imageheader import image_size
-from edge_sca.preprocess import decode_flag, decode_image
+from edge_sca.preprocess import MAX_IMAGE_PIXELS, decode_flag, decode_image
 from quantize.big_images import peak_memory, write_black_png
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak memory needs Linux /proc")

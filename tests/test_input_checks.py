@@ -10,10 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from edge_sca.contract import PREPROCESS_VERSION
 from edge_sca.errors import ModelError
 from edge_sca.input_checks import default_path, load_input_checks
 from edge_sca.isic import load_isic_folder
-from edge_sca.preprocess import PREPROCESS_VERSION, preprocess, read_image
+from edge_sca.preprocess import preprocess, read_image
 from edge_sca.quality import Retake, check_quality
 from quantize import negatives
 from quantize.density import fit_logistic, fit_mixture

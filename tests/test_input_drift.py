@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge_sca import config
 from edge_sca.focus import sharpness
 from edge_sca.frame_stats import frame_features
 from edge_sca.input_checks import load_input_checks
 from edge_sca.input_drift import InputDriftMonitor, _label_shift_psi, format_input_drift, psi
 from edge_sca.isic import load_isic_folder
+from edge_sca.policy import DRIFT_MIN_FRAMES, DRIFT_WARNING
 from edge_sca.preprocess import preprocess, read_image
 
 
@@ -51,7 +51,7 @@ def test_p_malignant_drift_ignores_a_change_of_prevalence():
 def test_real_test_images_raise_no_warning(checks, test_frames):
     monitor = InputDriftMonitor(checks, "0" * 64)
     status = _feed(monitor, test_frames)
-    assert status["n"] == 60 >= config.DRIFT_MIN_FRAMES and not status["warning"], monitor.summary()
+    assert status["n"] == 60 >= DRIFT_MIN_FRAMES and not status["warning"], monitor.summary()
 
 
 def test_another_colour_balance_raises_the_warning(checks, test_frames):
@@ -60,7 +60,7 @@ def test_another_colour_balance_raises_the_warning(checks, test_frames):
     status = _feed(monitor, cast)
     assert status["warning"] and {"a_mean", "b_mean"} & set(status["drifted"]), monitor.summary()
     summary = monitor.summary()
-    assert summary["warning"] == config.DRIFT_WARNING
+    assert summary["warning"] == DRIFT_WARNING
     assert "validate this scanner locally before trusting its decisions" in format_input_drift(summary)
 
 

@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from edge_sca.config import REPO_ROOT
+from edge_sca.devpaths import REPO_ROOT
 
 SCRIPT = r"""
 import importlib, pkgutil, sys
@@ -31,3 +31,16 @@ def test_the_blocker_really_blocks():
     out = subprocess.run([sys.executable, "-c", SCRIPT.split("import edge_sca")[0] + "import tensorflow"],
                          capture_output=True, text=True)
     assert out.returncode != 0 and "not allowed" in out.stderr
+
+
+def test_no_module_imports_the_old_config():
+    """Constants are imported from the module that holds them (contract, policy, settings, devpaths); the
+    compatibility module edge_sca.config is for code outside this repository only."""
+    import re
+
+    pattern = re.compile(r"^\s*(from edge_sca\.config import|from edge_sca import config\b|import edge_sca\.config)",
+                         re.M)
+    folders = ("edge_sca", "quantize", "firmware_bridge", "benchmarks", "pi_target", "tests", "scripts")
+    users = [str(p.relative_to(REPO_ROOT)) for d in folders for p in sorted((REPO_ROOT / d).rglob("*.py"))
+             if p.name != "config.py" and pattern.search(p.read_text(encoding="utf-8"))]
+    assert users == [], f"import from edge_sca.contract / policy / settings / devpaths instead: {users}"

@@ -17,13 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_sca import config
+from edge_sca.contract import SELFTEST_MAX_DELTA
+from edge_sca.devpaths import MODELS_DIR, REPO_ROOT
 from edge_sca.fileio import sha256_file
 from firmware_bridge.errors import BundleError
 from firmware_bridge.wheelhouse import DEVICE_IN, bundle_files, locks, normalise, read_lock
 from pi_target.targets import CPUS, REPORT_DIR, TARGETS
 
-DEPLOY = config.REPO_ROOT / "firmware_bridge" / "deploy"
+DEPLOY = REPO_ROOT / "firmware_bridge" / "deploy"
 PARITY_REPORT = REPORT_DIR / "bookworm" / "pi-check.json"
 
 
@@ -59,7 +60,7 @@ def test_every_target_has_a_lock_compiled_from_the_current_device_in():
 
 def test_workstation_validates_with_the_device_litert():
     """The workstation's LiteRT pin is the device's: the self-test references are computed with the same runtime."""
-    assert _names(DEVICE_IN)["ai-edge-litert"] == _names(config.REPO_ROOT / "requirements/workstation.txt")[
+    assert _names(DEVICE_IN)["ai-edge-litert"] == _names(REPO_ROOT / "requirements/workstation.txt")[
         "ai-edge-litert"]
 
 
@@ -189,13 +190,13 @@ def test_emulator_reports_why_it_cannot_run(monkeypatch, tmp_path):
 
 
 def _current_models() -> dict[str, str]:
-    return {m.name: sha256_file(m) for m in sorted(config.MODELS_DIR.glob("*.tflite"))}
+    return {m.name: sha256_file(m) for m in sorted(MODELS_DIR.glob("*.tflite"))}
 
 
 def test_arm_outputs_within_the_selftest_bound_in_the_pi_check_report():
     """`make pi-check`'s parity: every shipped model, 200+ ISIC test images, emulated aarch64 LiteRT vs x86."""
     if not PARITY_REPORT.is_file():
-        _skip_or_fail(f"no {PARITY_REPORT.relative_to(config.REPO_ROOT)}: run `make pi-check`")
+        _skip_or_fail(f"no {PARITY_REPORT.relative_to(REPO_ROOT)}: run `make pi-check`")
     report = json.loads(PARITY_REPORT.read_text())
     parity = report.get("parity") or {}
     stale = sorted(n for n, s in _current_models().items() if parity.get("models", {}).get(n, {}).get("sha256") != s)
@@ -205,7 +206,7 @@ def test_arm_outputs_within_the_selftest_bound_in_the_pi_check_report():
     for cpu in parity["cpus"].values():
         assert set(cpu["models"]) == set(_current_models())
         for name, r in cpu["models"].items():
-            assert r["max_abs_delta_p"] <= config.SELFTEST_MAX_DELTA, (cpu["qemu_cpu"], name, r)
+            assert r["max_abs_delta_p"] <= SELFTEST_MAX_DELTA, (cpu["qemu_cpu"], name, r)
 
 
 def test_docs_table_is_the_reports(tmp_path):
@@ -216,13 +217,13 @@ def test_docs_table_is_the_reports(tmp_path):
     if not PARITY_REPORT.is_file():
         _skip_or_fail("no pi-check report to compare docs/pi-target.md with: run `make pi-check`")
     wants = {table_from_report(PARITY_REPORT).strip()}
-    committed = subprocess.run(["git", "show", f"HEAD:{PARITY_REPORT.relative_to(config.REPO_ROOT)}"],
-                               cwd=config.REPO_ROOT, capture_output=True, check=False)
+    committed = subprocess.run(["git", "show", f"HEAD:{PARITY_REPORT.relative_to(REPO_ROOT)}"],
+                               cwd=REPO_ROOT, capture_output=True, check=False)
     if committed.returncode == 0:
         (tmp_path / PARITY_REPORT.name).write_bytes(committed.stdout)
         wants.add(table_from_report(tmp_path / PARITY_REPORT.name).strip())
     for doc in ("docs/pi-target.md", "README.md"):
-        body = (config.REPO_ROOT / doc).read_text().split(BEGIN, 1)[1].split(END, 1)[0].strip()
+        body = (REPO_ROOT / doc).read_text().split(BEGIN, 1)[1].split(END, 1)[0].strip()
         assert body in wants, f"{doc}'s Arm-vs-x86 table is not the report's: run `python -m pi_target docs`"
 
 
@@ -240,7 +241,7 @@ def test_emulated_invoke_of_the_shipped_int8_models_matches_x86(isic_dir, tmp_pa
                                               "the emulated root has no device venv (`make pi-check` installs it)")
     if reason:
         _skip_or_fail(reason)
-    models = sorted(m for m in config.MODELS_DIR.glob("*_int8.tflite"))
+    models = sorted(m for m in MODELS_DIR.glob("*_int8.tflite"))
     stage = target.root / "tmp/pytest-models"
     stage.mkdir(parents=True, exist_ok=True)
     for m in models:

@@ -14,7 +14,7 @@ def model_c():
     really tested."""
     import keras
 
-    from edge_sca.config import INPUT_NAME, OUTPUT_NAME
+    from edge_sca.contract import INPUT_NAME, OUTPUT_NAME
     from quantize.architectures import attention_condenser, conv, dwconv, pepe_block
 
     keras.utils.set_random_seed(3)

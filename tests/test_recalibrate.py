@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_sca.config import MODELS_DIR
+from edge_sca.devpaths import MODELS_DIR
 from edge_sca.fileio import sha256_file
 from edge_sca.manifest import load_manifest
 from quantize.cli import main

@@ -4,7 +4,8 @@ as the 84x84 extra training images (HAM10000 val images, degraded to 84x84 and b
 import numpy as np
 import pytest
 
-from edge_sca.config import MODELS_DIR, model_stem
+from edge_sca.contract import model_stem
+from edge_sca.devpaths import MODELS_DIR
 from quantize.shortcut import SHORTCUT_SOURCE, degraded, resolution_shortcut
 
 

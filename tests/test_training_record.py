@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from edge_sca.config import DEFAULT_THRESHOLD
+from edge_sca.contract import DEFAULT_THRESHOLD
 from edge_sca.errors import ModelError
 from edge_sca.training_record import record_macs, record_threshold
 

@@ -3,7 +3,7 @@
 # switches the `current` link). Idempotent: safe to run again.
 #   sh install.sh [--prefix /opt/cancernet-sca] [--no-venv] [--no-system]
 #   --no-venv     do not create / update PREFIX/venv (it must already hold the locked device environment)
-#   --no-system   do not touch /etc or systemd (no user, unit or config); for tests and unprivileged trials
+#   --no-system   do not touch /etc or systemd (no user, unit or settings file); for tests and unprivileged trials
 set -eu
 umask 022  # explicit modes below; nothing this script makes is group- or world-writable, whatever the caller's umask
 PREFIX=/opt/cancernet-sca
@@ -61,7 +61,11 @@ if [ "$SYSTEM" = 1 ]; then
   id cancernet-sca >/dev/null 2>&1 || useradd --system --no-create-home --user-group --groups video,dialout \
     cancernet-sca
   install -d -m 0755 /etc/cancernet-sca
-  [ -f /etc/cancernet-sca/edge_sca.env ] || install -m 0644 "$HERE/config/edge_sca.env" /etc/cancernet-sca/edge_sca.env
+  # The settings file is the site's: installed only when absent (like a Debian conffile), never overwritten.
+  [ -f /etc/cancernet-sca/scanner.toml ] || install -m 0644 "$HERE/config/scanner.toml" /etc/cancernet-sca/scanner.toml
+  if [ -f /etc/cancernet-sca/edge_sca.env ]; then
+    echo "install.sh: /etc/cancernet-sca/edge_sca.env is no longer read: move any options you changed in its EDGE_SCA_ARGS into /etc/cancernet-sca/scanner.toml (docs/deploy.md, section 7), then delete it" >&2
+  fi
   install -m 0644 "$HERE/systemd/cancernet-sca.service" /etc/systemd/system/cancernet-sca.service
   systemctl daemon-reload
   systemctl enable cancernet-sca.service >/dev/null 2>&1 || true
