@@ -38,10 +38,12 @@ log = logging.getLogger(__name__)
 #: Bump when the pipeline's output changes for the same inputs (the source hash below catches code edits too).
 PIPELINE_VERSION = 2
 REFERENCE_IMAGES = 3
+#: Calibration images per-layer bias correction measures each layer's shift on (a seeded draw).
+LAYER_BIAS_IMAGES = 64
 #: The splits drift is measured on (pooled for the budgets, and each on its own).
 EVAL_SPLITS = ("val", "test")
 _CODE_FILES = ("convert.py", "export.py", "pipeline.py", "debug.py", "drift.py", "bias_correction.py", "qat.py",
-               "fake_quant.py", "recipe.py")
+               "fake_quant.py", "recipe.py", "ranges.py", "layer_bias.py")
 
 
 @dataclass
@@ -260,6 +262,8 @@ def build_variant(job: Job, variant: str, keep_float: list[str] | None = None, p
             check_int8_input(data, job.options.io)
             if job.recipe.bias_correction is BiasCorrection.LOGIT:
                 data, correction = _bias_corrected(job, model, data, keep_float, path)
+            elif job.recipe.bias_correction is BiasCorrection.PER_LAYER and not keep_float:
+                data, correction = _layer_bias_corrected(job, model, data)
             if not keep_float:
                 check_integer_xnnpack(data)
     except ValueError as exc:  # bad calibration or options: say so in one line, not a traceback
@@ -318,6 +322,21 @@ def _bias_corrected(job: Job, model, data: bytes, keep_float: list[str] | None,
         return data, record | {"logit_shift_after": after, "note": "did not reduce the shift; not applied"}
     log.info("int8 logit shift after correction: %+.4f", after)
     return corrected, record | {"applied": True, "logit_shift_applied": before, "logit_shift_after": after}
+
+
+def _layer_bias_corrected(job: Job, model, data: bytes) -> tuple[bytes, dict]:
+    """Per-layer bias correction against the float32 conversion of the model the int8 file came from, on a seeded
+    LAYER_BIAS_IMAGES of the calibration images; then the output grid's decision boundary is put at the threshold."""
+    from quantize.convert import convert
+    from quantize.layer_bias import align_threshold, correct
+
+    x = np.asarray(job.calib.x)
+    rng = np.random.default_rng(job.recipe.seed)
+    pick = np.sort(rng.choice(len(x), min(LAYER_BIAS_IMAGES, len(x)), replace=False))
+    corrected, summary = correct(data, convert(model, "float32"), x[pick])
+    aligned, margin_shift = align_threshold(corrected, job.threshold)
+    return aligned, {"method": "per_layer", "source": "calibration set"} | summary | {
+        "threshold": job.threshold, "threshold_alignment_logit": margin_shift}
 
 
 def eval_data_key(job: Job) -> str:

@@ -38,6 +38,7 @@ class CalibrationSource(StrEnum):
 
 class BiasCorrection(StrEnum):
     LOGIT = "logit"  # remove int8's mean shift of the malignant logit, measured on the calibration images
+    PER_LAYER = "per_layer"  # remove each conv / dense layer's mean output shift, in order (quantize/layer_bias.py)
     NONE = "none"
 
 
