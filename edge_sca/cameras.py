@@ -306,7 +306,8 @@ class ReplayCamera(Camera):
         self.items = self._list(split, dataset)
         self.pos = 0
         if not self.items:
-            raise CameraConfigError(f"{self.name}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder; check the path")
+            raise CameraConfigError(f"{self.name}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder; "
+                                    "check the path")
 
     def _list(self, split: str, dataset: str | None) -> list[tuple[Path, str, int | None]]:
         if not self.folder.is_dir():

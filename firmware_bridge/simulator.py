@@ -9,6 +9,7 @@ event, `drop_replies` / `corrupt_replies` / `busy_replies` lose, damage or refus
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -81,10 +82,8 @@ class BoardSimulator:
             fds, self.master, self._slave = (self.master, self._slave), None, None
         for fd in fds:
             if fd is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         if self.link_path:
             self.link_path.unlink(missing_ok=True)
         # a re-plugged board starts fresh: nothing lit, nothing shown

@@ -235,7 +235,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
     data = load_split(folder, args.split, skip_bad=args.skip_bad)
     result, probs = measure(paths, data)
     result.update(model=args.model, split=args.split, isic_dir=str(folder.root))
-    out = Path(args.out_dir) if args.out_dir else Path(args.reports_dir) / args.model / f"{folder.root.name}-{args.split}"
+    out = (Path(args.out_dir) if args.out_dir
+           else Path(args.reports_dir) / args.model / f"{folder.root.name}-{args.split}")
     write_report(result, probs, data.y, out, f"CancerNet-SCa-{args.model.upper()}: drift on {folder.root.name} "
                  f"({args.split})")
     q = result["int8_vs_float32"]
@@ -394,7 +395,8 @@ def _add_convert_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--models-dir", default=str(MODELS_DIR), help="where <stem>.keras is read and .tflite written")
     s.add_argument("--reports-dir", default=str(default_reports_dir()), help="reports go to <dir>/<model>/")
     s.add_argument("--calibration-size", type=positive_int, help="override the recipe's calibration size: a "
-                   "stratified subset of the calibration column, or of train when the metadata has no calibration column")
+                   "stratified subset of the calibration column, or of train when the metadata has no calibration "
+                   "column")
     s.add_argument("--io", choices=("int8", "uint8"), default="int8", help="int8 model input/output type")
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad rows, counting them")
 
