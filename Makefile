@@ -24,7 +24,7 @@ $(STAMP): requirements/workstation.txt requirements/device.in pyproject.toml
 test: setup  ## run the test suite (ISIC tests skip without an ISIC folder, and fail under CI without one)
 	$(PY) -m pytest -q $(ARGS)
 
-lint: setup  ## ruff (style, imports, likely bugs) and mypy (types) over the code; not yet part of `make test`
+lint: setup  ## ruff (style, imports, likely bugs) and mypy (types) over the code, as .ci/run does before the tests
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from edge_sca.contract import model_stem, parse_model_file
 from edge_sca.devpaths import REPO_ROOT
@@ -40,8 +41,8 @@ def identify(path: Path, macs_given: dict[str, int]) -> dict:
     (`models/cancernet_sca_b.json`, which `quantize train` writes); None when none has them.
     """
     arch, variant = parse_model_file(path.stem) or (path.stem, "unknown")
-    info = {"name": path.stem, "path": str(path), "architecture": arch, "variant": variant, "threshold": None,
-            "macs": None, "macs_source": None}
+    info: dict[str, Any] = {"name": path.stem, "path": str(path), "architecture": arch, "variant": variant,
+                            "threshold": None, "macs": None, "macs_source": None}
     try:
         data = load_manifest(manifest_path(path)).data
     except ModelError as exc:

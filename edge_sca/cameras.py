@@ -225,7 +225,7 @@ class OpenCVCamera(Camera):
         self.name = f"opencv:{target}"
         self.size = (width, height)
         self.cap: cv2.VideoCapture | None = None
-        if not self.live and not Path(target).is_file():
+        if isinstance(target, str) and not Path(target).is_file():
             raise CameraError(f"{self.name}: no such file; {VIDEO_HINT}")
         self._open_with_retry()
 

@@ -187,8 +187,8 @@ def fine_tune(model, source_path: Path, train: Arrays, range_pixels: np.ndarray,
     source_sha = sha256_file(source_path)
     act_ranges = str(recipe.get("activation_ranges", "minmax"))
     key = settings_key(source_sha, settings, seed, ids_sha(train_ids), ids_sha(range_ids), threshold, act_ranges)
-    for where in (paths, reuse_from):
-        record = reusable(where, key) if where else None
+    for where in [p for p in (paths, reuse_from) if p is not None]:
+        record = reusable(where, key)
         if record is not None:
             log.info("%s is up to date (key %s); reusing it", where["model"], key[:12])
             return keras.models.load_model(where["model"], compile=False), record
