@@ -41,9 +41,20 @@ def setup_logging(verbose: int = 0) -> None:
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    """--json, -v, -q: in a group of their own, listed after the command's options in --help."""
+    g = parser.add_argument_group("output")
+    g.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int],
+                **kw: Any) -> argparse.ArgumentParser:
+    """A subcommand NAME that runs FUNC, with the shared output options (kw: help, description, ...)."""
+    s = sub.add_parser(name, **kw)
+    add_common(s)
+    s.set_defaults(func=func)
+    return s
 
 
 def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
