@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sca.errors import ModelError
-from edge_sca.fileio import sha256_file
+from edge_sca.fileio import atomic_path, sha256_file
 from edge_sca.preprocess import to_float
 from edge_sca.progress import Progress
 from quantize.data import Arrays
@@ -288,9 +288,8 @@ def _record(source_path: Path, source_sha: str, key: str, settings: QatSettings,
 
 
 def _save_model(tuned, paths: dict[str, Path], record: dict) -> None:
-    tmp = paths["model"].with_suffix(".tmp.keras")
-    tuned.save(tmp)
-    tmp.replace(paths["model"])
+    with atomic_path(paths["model"], suffix=".keras") as tmp:  # Keras insists on the extension
+        tuned.save(tmp)
     record["artifact"] = paths["model"].name
     record["sha256"] = sha256_file(paths["model"])
     write_json(paths["record"], record)
