@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 from edge_sca.audit import AuditError
-from edge_sca.cli_common import add_common, emit, positive_float, positive_int, run_cli
+from edge_sca.cli_common import add_command, emit, positive_float, positive_int, run_cli
 from edge_sca.contract import CLASS_NAMES, DISCLAIMER, SELFTEST_MAX_DELTA
 from edge_sca.errors import EdgeScaError, ImageError
 from edge_sca.settings import DEFAULT_PATH, ENV_VAR, ScannerSettings, format_settings, load_settings, render_example
@@ -191,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_PATH}); options given override it. " + DISCLAIMER))
     sub = p.add_subparsers(title="commands")
 
-    s = sub.add_parser("run", help="capture and classify frames from a camera", description=(
+    s = add_command(sub, "run", cmd_run, help="capture and classify frames from a camera", description=(
         "Check the model against its manifest, run the self-test, then capture and decide. Without --frames it "
         "runs until SIGTERM / Ctrl-C (systemd-friendly) or the end of a finite source, then prints the report. "
         "Under systemd (Type=notify) it sends READY once the self-test passed and the camera and board are open, "
@@ -217,31 +217,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--board-timeout", type=positive_float, metavar="SECONDS",
                    help="a board that went away is reopened with backoff; after this long without it, exit with "
                    "status 3 so that systemd restarts the service (default: [board] timeout_s, 60)")
-    add_common(s)
-    s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("selftest", help="run the manifest's reference vectors (exit 0 pass, 1 fail, 2 error)")
+    s = add_command(sub, "selftest", cmd_selftest,
+                    help="run the manifest's reference vectors (exit 0 pass, 1 fail, 2 error)")
     _add_model(s)
     s.add_argument("--max-delta", type=positive_float, default=SELFTEST_MAX_DELTA,
                    help="largest allowed |delta p| against the workstation's outputs")
-    add_common(s)
-    s.set_defaults(func=cmd_selftest)
 
-    s = sub.add_parser("classify", help="classify image files (exit 2 if any cannot be read)")
+    s = add_command(sub, "classify", cmd_classify, help="classify image files (exit 2 if any cannot be read)")
     s.add_argument("images", nargs="+", metavar="IMAGE")
     _add_model(s)
-    add_common(s)
-    s.set_defaults(func=cmd_classify)
 
-    s = sub.add_parser("settings", help="check the settings file and show what the runtime would use",
-                       description="Read and check the settings file (exit 2, naming the key, if it has a "
-                       "mistake), then print every setting and where it came from (file, command line or "
-                       "default). --example prints the documented file a scanner gets.")
+    s = add_command(sub, "settings", cmd_settings, help="check the settings file and show what the runtime would use",
+                    description="Read and check the settings file (exit 2, naming the key, if it has a "
+                    "mistake), then print every setting and where it came from (file, command line or "
+                    "default). --example prints the documented file a scanner gets.")
     _add_config(s)
     s.add_argument("--example", action="store_true", help="print the documented settings file (every key, its "
                    "default and what it does) instead")
-    add_common(s)
-    s.set_defaults(func=cmd_settings)
     return p
 
 

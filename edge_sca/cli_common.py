@@ -1,4 +1,13 @@
-"""What every CLI of the package shares: logging set-up, --json output, and errors printed without tracebacks."""
+"""What every CLI of the package shares: logging set-up, --json output, errors printed without tracebacks, and the
+options whose names mean one thing in every command (docs/contributing.md, "Option names"):
+
+- `--model NAME`: a model by name (b, c, resnet50); `--model-file PATH` where a command takes a model file;
+- `--models-dir`: a folder of models; `--isic-dir`: a folder in the ISIC layout;
+- `--reports-dir`: the root a command writes its reports under (in <dir>/<model>/ or the like); `--out-dir`: the
+  one folder a command writes its output into; `--out`: the one file it writes.
+
+An old spelling stays accepted, hidden from --help, and using it logs a warning naming the new one.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +17,17 @@ import logging
 import math
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+from edge_sca.contract import MODEL_NAMES
 from edge_sca.errors import EdgeScaError, ExitStatus
+
+log = logging.getLogger(__name__)
+
+#: Namespace attribute where old spellings that were used are noted, for run_cli to log once logging is set up.
+_OLD_SPELLINGS = "_old_spellings_used"
+MODEL_SUFFIXES = (".tflite", ".keras", ".pb", ".h5")
+ISIC_DIR_HELP = "ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)"
 
 
 def positive_int(text: str) -> int:
@@ -33,6 +50,82 @@ def positive_float(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text} is out of range: must be a number above 0")
     return value
+
+
+def _note_old_spelling(namespace: argparse.Namespace, text: str) -> None:
+    setattr(namespace, _OLD_SPELLINGS, [*getattr(namespace, _OLD_SPELLINGS, []), text])
+
+
+class _OldSpelling(argparse.Action):
+    """An option's old spelling: does what the new option does, hidden from --help, and noted for a warning."""
+
+    def __init__(self, option_strings: list[str], dest: str, new: argparse.Action, **_: Any) -> None:
+        super().__init__(option_strings, dest, nargs=new.nargs, const=new.const,
+                         type=cast("Callable[[str], Any] | None", new.type), choices=new.choices,
+                         default=argparse.SUPPRESS, metavar=new.metavar, help=argparse.SUPPRESS)
+        self.new = new
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        _note_old_spelling(namespace, f"{option_string} is the old name of {self.new.option_strings[0]}; it still "
+                           "works for now, but use the new name")
+        self.new(parser, namespace, values, self.new.option_strings[0])
+
+
+def add_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *names: str, old: tuple[str, ...] = (),
+               **kw: Any) -> argparse.Action:
+    """parser.add_argument(*names, **kw), also accepting the OLD spellings (hidden from --help; using one logs a
+    warning that names the new one, so that scripts keep running while they are updated)."""
+    target = parser
+    if old and kw.get("required"):  # required: either spelling satisfies it
+        target = parser.add_mutually_exclusive_group(required=True)
+        kw["required"] = False
+    action = target.add_argument(*names, **kw)
+    if old:
+        target.add_argument(*old, dest=action.dest, action=_OldSpelling, new=action)
+    return action
+
+
+class _ModelName(argparse.Action):
+    """--model NAME (b, c, resnet50), stored (or appended). Where the command also takes --model-file, a file
+    given to --model (its old meaning) goes there, with a warning."""
+
+    def __init__(self, option_strings: list[str], dest: str, append: bool = False, file_dest: str | None = None,
+                 **kw: Any) -> None:
+        super().__init__(option_strings, dest, metavar="{" + ",".join(MODEL_NAMES) + "}", **kw)
+        self.append, self.file_dest = append, file_dest
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        dest = self.dest
+        if values not in MODEL_NAMES:
+            if self.file_dest is None or not _looks_like_a_file(values):
+                more = "; a model file goes to --model-file" if self.file_dest else ""
+                raise argparse.ArgumentError(self, f"invalid model {values!r}: choose from "
+                                                   f"{', '.join(MODEL_NAMES)}{more}")
+            _note_old_spelling(namespace, f"--model {values}: a file given to --model is the old spelling of "
+                               f"--model-file; it still works for now, but use --model-file {values}")
+            dest = self.file_dest
+        if self.append:
+            values = [*(getattr(namespace, dest, None) or []), values]
+        setattr(namespace, dest, values)
+
+
+def _looks_like_a_file(text: str) -> bool:
+    return text.endswith(MODEL_SUFFIXES) or "/" in text
+
+
+def add_model_option(parser: argparse.ArgumentParser, help: str, file_help: str | None = None, repeat: bool = False,
+                     required: bool = False, default: str | None = None) -> None:
+    """--model NAME (repeatable with REPEAT) and, with FILE_HELP, --model-file PATH as the other way to name the
+    model (one of the two, exactly one when REQUIRED)."""
+    target: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup = parser
+    if file_help is not None:
+        target = parser.add_mutually_exclusive_group(required=required)
+        target.add_argument("--model-file", action="append" if repeat else "store", metavar="PATH", help=file_help)
+    target.add_argument("--model", action=_ModelName, append=repeat, default=default,
+                        file_dest="model_file" if file_help is not None else None,
+                        required=required and file_help is None, help=help)
 
 
 def setup_logging(verbose: int = 0) -> None:
@@ -75,6 +168,8 @@ def run_cli(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
         parser.print_help()
         return 2
     setup_logging(-1 if getattr(args, "quiet", False) else getattr(args, "verbose", 0))
+    for note in getattr(args, _OLD_SPELLINGS, []):
+        log.warning(note)
     try:
         return int(args.func(args) or 0)
     except EdgeScaError as exc:

@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from edge_sca.cli_common import add_common, emit, run_cli
+from edge_sca.cli_common import add_command, emit, run_cli
 from firmware_bridge.archive import DEFAULT_COMPATIBLE
 from firmware_bridge.errors import FlashError
 from firmware_bridge.scanner_cli import add_commands as add_scanner_commands
@@ -157,13 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
         "and rollback, and a simulator of the dermoscope board's serial link. Research tool, not a diagnosis."))
     sub = p.add_subparsers(title="commands")
 
-    s = sub.add_parser("keygen", help="make an Ed25519 signing key pair for bundles")
+    s = add_command(sub, "keygen", cmd_keygen, help="make an Ed25519 signing key pair for bundles")
     s.add_argument("--key", default=str(DEFAULT_KEY), help="private key path (public key: same name, .pub)")
     s.add_argument("--force", action="store_true", help="replace an existing key (scanners must get the new .pub)")
-    add_common(s)
-    s.set_defaults(func=cmd_keygen)
 
-    s = sub.add_parser("bundle", help="pack models, runtime and deploy files into one signed tar.gz")
+    s = add_command(sub, "bundle", cmd_bundle, help="pack models, runtime and deploy files into one signed tar.gz")
     s.add_argument("--models-dir", "--models", dest="models_dir", default="models",
                    help="folder of .tflite models with manifests (--models: the old spelling)")
     s.add_argument("--key", default=str(DEFAULT_KEY), help="Ed25519 private key to sign with")
@@ -176,18 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-wheelhouse", action="store_true", help=(
         "leave out the aarch64 wheels (data/wheelhouse, `make wheelhouse`): a small bundle for tests, whose "
         "install.sh cannot build the device venv"))
-    add_common(s)
-    s.set_defaults(func=cmd_bundle)
 
-    s = sub.add_parser("verify", help="check a bundle's signature, hashes, entries and manifests (as the scanner "
-                       "does)")
+    s = add_command(sub, "verify", cmd_verify,
+                    help="check a bundle's signature, hashes, entries and manifests (as the scanner does)")
     s.add_argument("bundle")
     s.add_argument("--public-key", default=str(DEFAULT_PUB))
-    add_common(s)
-    s.set_defaults(func=cmd_verify)
 
-    s = sub.add_parser("flash", help="install a bundle as a new release, self-test, switch, wait for READY",
-                       description=(
+    s = add_command(sub, "flash", cmd_flash,
+                    help="install a bundle as a new release, self-test, switch, wait for READY",
+                    description=(
         "Check BUNDLE here, then send the archive to the scanner, which verifies it against its own key "
         "(/etc/cancernet-sca/bundle-signing.pub), its compatible string and version, and unpacks it into "
         "PREFIX/releases/<version>-<time>. Over ssh (--host): install.sh, the self-test of every model, switch "
@@ -197,21 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bundle", help="bundle to flash (default: the newest in --dist)")
     s.add_argument("--dist", default="dist")
     _add_target(s, flash_only=True)
-    add_common(s)
-    s.set_defaults(func=cmd_flash)
 
-    s = sub.add_parser("rollback", help="make the release that was current before this one current again "
-                       "(re-checked against its signed hashes)")
+    s = add_command(sub, "rollback", cmd_rollback,
+                    help="make the release that was current before this one current again "
+                    "(re-checked against its signed hashes)")
     _add_target(s, flash_only=False)
-    add_common(s)
-    s.set_defaults(func=cmd_rollback)
 
-    s = sub.add_parser("simulate", help="run a dermoscope-board simulator on a pseudo-terminal, print its path")
+    s = add_command(sub, "simulate", cmd_simulate,
+                    help="run a dermoscope-board simulator on a pseudo-terminal, print its path")
     s.add_argument("--trigger-every", type=float, help="press the trigger every N seconds")
     s.add_argument("--seconds", type=float, help="stop after N seconds (default: until Ctrl-C)")
     s.add_argument("--link", help="also make PATH a symlink to the pty (a stable name, as udev gives a board)")
-    add_common(s)
-    s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("scanner", help="the scanner's side of a flash: install (verify), activate, rollback, "
                        "prune, status (run on the scanner, or with --root on a mounted card)")
