@@ -30,12 +30,17 @@ MODEL_SUFFIXES = (".tflite", ".keras", ".pb", ".h5")
 ISIC_DIR_HELP = "ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)"
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (a count of frames, threads, ...)."""
+def whole_number(text: str) -> int:
+    """An argparse value as an int; ArgumentTypeError (a usage error) naming the text otherwise."""
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a count of frames, threads, ...)."""
+    value = whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is out of range: must be 1 or more")
     return value

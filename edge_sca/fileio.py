@@ -53,6 +53,17 @@ def _temporary(path: Path, suffix: str = "") -> Path:
     return path.with_name(f"{path.name}.tmp{os.getpid()}{suffix}")
 
 
+def _rename_into_place(tmp: Path, path: Path, sync_dir: bool) -> None:
+    """Rename the finished temporary over `path` (deleting it if that fails); with `sync_dir`, make it durable."""
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sync_dir:
+        fsync_dir(path.parent)
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success fsync it and rename it over `path`, on error delete it.
@@ -66,11 +77,10 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     try:
         yield tmp
         _fsync_file(tmp)
-        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    _rename_into_place(tmp, path, sync_dir=True)
 
 
 @contextmanager
@@ -95,14 +105,12 @@ def atomic_open(path: str | Path, mode: int | None = None, sync_dir: bool = True
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
     except BaseException:
         if fd >= 0:
             os.close(fd)
         tmp.unlink(missing_ok=True)
         raise
-    if sync_dir:
-        fsync_dir(path.parent)
+    _rename_into_place(tmp, path, sync_dir)
 
 
 def atomic_symlink(path: str | Path, target: str | Path, sync_dir: bool = True) -> None:
@@ -112,13 +120,7 @@ def atomic_symlink(path: str | Path, target: str | Path, sync_dir: bool = True) 
     tmp = _temporary(path)
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(target)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if sync_dir:
-        fsync_dir(path.parent)
+    _rename_into_place(tmp, path, sync_dir)
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

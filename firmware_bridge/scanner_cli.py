@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge_sca.cli_common import add_command, emit, run_cli
+from edge_sca.cli_common import add_command, emit, run_cli, whole_number
 from firmware_bridge.errors import BundleError
 from firmware_bridge.releases import DEFAULT_PREFIX, MIN_KEEP, ReleaseStore
 
@@ -84,10 +84,7 @@ def cmd_install_key(args: argparse.Namespace) -> int:
 
 def keep_count(text: str) -> int:
     """argparse type of --keep: an integer of at least MIN_KEEP."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = whole_number(text)
     if value < MIN_KEEP:
         raise argparse.ArgumentTypeError(f"{value} is too few: the current and the previous release are always "
                                          f"kept, so --keep must be at least {MIN_KEEP}")
