@@ -19,16 +19,19 @@ from edge_sca.training_record import record_macs, record_path
 log = logging.getLogger(__name__)
 
 
-def find_models(models_dir: Path, only: list[str] | None = None) -> list[Path]:
-    """Every *.tflite in models_dir (sorted), optionally only those whose stem contains one of `only`."""
+def find_models(models_dir: Path, names: list[str] | None = None, match: list[str] | None = None) -> list[Path]:
+    """Every *.tflite in models_dir (sorted); with `names`, only those models' files (`cancernet_sca_b_*` for b);
+    with `match`, only files whose stem contains one of those texts."""
     if not models_dir.is_dir():
         raise ModelError(f"{models_dir}: no such models folder; build the models with `make quantize` "
                          "or pass --models-dir")
     paths = sorted(models_dir.glob("*.tflite"))
-    if only:
-        paths = [p for p in paths if any(o in p.stem for o in only)]
+    if names:
+        paths = [p for p in paths if (parse_model_file(p.stem) or ("", ""))[0] in names]
+    if match:
+        paths = [p for p in paths if any(o in p.stem for o in match)]
     if not paths:
-        what = f" matching {', '.join(only)}" if only else ""
+        what = "".join(f" {label} {', '.join(v)}" for label, v in (("of", names), ("matching", match)) if v)
         raise ModelError(f"{models_dir}: no .tflite models{what}; build them with `make quantize` "
                          "or pass --models-dir DIR")
     return paths

@@ -17,9 +17,10 @@ import logging
 import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
-from edge_sca.contract import MODEL_NAMES
+from edge_sca.contract import MODEL_NAMES, model_stem
 from edge_sca.errors import EdgeScaError, ExitStatus
 
 log = logging.getLogger(__name__)
@@ -92,45 +93,66 @@ def add_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, *names
 
 
 class _ModelName(argparse.Action):
-    """--model NAME (b, c, resnet50), stored (or appended). Where the command also takes --model-file, a file
-    given to --model (its old meaning) goes there, with a warning."""
+    """--model NAME (b, c, resnet50), stored (or appended). A value that is no model name but that --model meant
+    before the option names were made consistent (a model file; for the benchmark, a file-name filter) goes to the
+    option that means it now, with a warning."""
 
-    def __init__(self, option_strings: list[str], dest: str, append: bool = False, file_dest: str | None = None,
-                 **kw: Any) -> None:
+    def __init__(self, option_strings: list[str], dest: str, append: bool = False,
+                 moved: tuple[str, str, Callable[[str], bool]] | None = None, **kw: Any) -> None:
         super().__init__(option_strings, dest, metavar="{" + ",".join(MODEL_NAMES) + "}", **kw)
-        self.append, self.file_dest = append, file_dest
+        self.append, self.moved = append, moved
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
                  option_string: str | None = None) -> None:
         dest = self.dest
         if values not in MODEL_NAMES:
-            if self.file_dest is None or not _looks_like_a_file(values):
-                more = "; a model file goes to --model-file" if self.file_dest else ""
+            if self.moved is None or not self.moved[2](values):
+                more = f"; a model file goes to {self.moved[1]}" if self.moved else ""
                 raise argparse.ArgumentError(self, f"invalid model {values!r}: choose from "
                                                    f"{', '.join(MODEL_NAMES)}{more}")
-            _note_old_spelling(namespace, f"--model {values}: a file given to --model is the old spelling of "
-                               f"--model-file; it still works for now, but use --model-file {values}")
-            dest = self.file_dest
+            dest, option = self.moved[0], self.moved[1]
+            _note_old_spelling(namespace, f"--model {values}: --model takes a model name now; it still works for "
+                               f"now, but say {option} {values}")
         if self.append:
             values = [*(getattr(namespace, dest, None) or []), values]
         setattr(namespace, dest, values)
 
 
-def _looks_like_a_file(text: str) -> bool:
+def looks_like_a_model_file(text: str) -> bool:
+    """A path (a folder in it, or a model file's suffix) rather than a model name."""
     return text.endswith(MODEL_SUFFIXES) or "/" in text
 
 
 def add_model_option(parser: argparse.ArgumentParser, help: str, file_help: str | None = None, repeat: bool = False,
                      required: bool = False, default: str | None = None) -> None:
     """--model NAME (repeatable with REPEAT) and, with FILE_HELP, --model-file PATH as the other way to name the
-    model (one of the two, exactly one when REQUIRED)."""
-    target: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup = parser
-    if file_help is not None:
-        target = parser.add_mutually_exclusive_group(required=required)
-        target.add_argument("--model-file", action="append" if repeat else "store", metavar="PATH", help=file_help)
-    target.add_argument("--model", action=_ModelName, append=repeat, default=default,
-                        file_dest="model_file" if file_help is not None else None,
-                        required=required and file_help is None, help=help)
+    model (one of the two, and one is needed when REQUIRED). A file given to --model still works, with a warning."""
+    if file_help is None:
+        parser.add_argument("--model", action=_ModelName, append=repeat, default=default, required=required,
+                            help=help)
+        return
+    group = parser.add_mutually_exclusive_group(required=required)
+    group.add_argument("--model", action=_ModelName, append=repeat, default=default, help=help,
+                       moved=("model_file", "--model-file", looks_like_a_model_file))
+    group.add_argument("--model-file", action="append" if repeat else "store", metavar="PATH", help=file_help)
+
+
+def add_model_filter(parser: argparse.ArgumentParser) -> None:
+    """--model NAME (repeatable) and --match TEXT (repeatable): which models of a folder a command takes. Any
+    other value given to --model (once a file-name filter) goes to --match, with a warning."""
+    parser.add_argument("--model", action=_ModelName, append=True, moved=("match", "--match", lambda _: True),
+                        help="only this model's files, every variant (repeatable)")
+    parser.add_argument("--match", action="append", metavar="TEXT",
+                        help="only model files whose name contains TEXT, e.g. int8 (repeatable)")
+
+
+def model_file(args: argparse.Namespace, variant: str = "int8") -> Path:
+    """The model file a command was given: --model-file, else --models-dir/<stem>_<variant>.tflite for --model
+    (variant "keras": <stem>.keras, the trained model)."""
+    if getattr(args, "model_file", None):
+        return Path(args.model_file)
+    stem = model_stem(args.model)
+    return Path(args.models_dir) / (f"{stem}.keras" if variant == "keras" else f"{stem}_{variant}.tflite")
 
 
 def setup_logging(verbose: int = 0) -> None:

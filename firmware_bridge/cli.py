@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from edge_sca.cli_common import add_command, emit, run_cli
+from edge_sca.cli_common import add_command, add_option, emit, run_cli
 from firmware_bridge.archive import DEFAULT_COMPATIBLE
 from firmware_bridge.errors import FlashError
 from firmware_bridge.scanner_cli import add_commands as add_scanner_commands
@@ -78,7 +78,7 @@ def _flash_text(r: dict) -> str:
 def cmd_flash(args: argparse.Namespace) -> int:
     from firmware_bridge.flash import flash
 
-    bundle = args.bundle or _newest_bundle(args.dist)
+    bundle = args.bundle or _newest_bundle(args.dist_dir)
     emit(flash(bundle, args.public_key, _target(args)), args.json, _flash_text)
     return 0
 
@@ -162,10 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing key (scanners must get the new .pub)")
 
     s = add_command(sub, "bundle", cmd_bundle, help="pack models, runtime and deploy files into one signed tar.gz")
-    s.add_argument("--models-dir", "--models", dest="models_dir", default="models",
-                   help="folder of .tflite models with manifests (--models: the old spelling)")
+    add_option(s, "--models-dir", old=("--models",), default="models",
+               help="folder of .tflite models with manifests (default models)")
     s.add_argument("--key", default=str(DEFAULT_KEY), help="Ed25519 private key to sign with")
-    s.add_argument("--out-dir", default="dist")
+    s.add_argument("--out-dir", default="dist", help="where the bundle is written (default dist)")
     s.add_argument("--version", help="bundle version (default: pyproject version + UTC time); scanners refuse an "
                    "older one than they run unless flashed with --allow-downgrade")
     s.add_argument("--compatible", default=DEFAULT_COMPATIBLE,
@@ -189,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
         "PREFIX/current, restart the service and wait for READY; a release that does not come up is switched "
         "back. On any failure or Ctrl-C the new release is removed and the previous one stays (or is made again) "
         "current. See docs/deploy.md."))
-    s.add_argument("--bundle", help="bundle to flash (default: the newest in --dist)")
-    s.add_argument("--dist", default="dist")
+    s.add_argument("--bundle", help="bundle to flash (default: the newest in --dist-dir)")
+    add_option(s, "--dist-dir", old=("--dist",), default="dist",
+               help="the folder `bundle --out-dir` wrote bundles to (default dist)")
     _add_target(s, flash_only=True)
 
     s = add_command(sub, "rollback", cmd_rollback,

@@ -13,7 +13,9 @@ from edge_sca.cli_common import (  # noqa: E402
     ISIC_DIR_HELP,
     add_command,
     add_model_option,
+    add_option,
     emit,
+    model_file,
     positive_float,
     positive_int,
     run_cli,
@@ -56,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from edge_sca.isic import resolve_isic_dir
     from quantize.train import TrainConfig, train
 
-    cfg = TrainConfig(model=args.model, isic_dir=str(resolve_isic_dir(args.isic_dir)), out_dir=args.out_dir,
+    cfg = TrainConfig(model=args.model, isic_dir=str(resolve_isic_dir(args.isic_dir)), out_dir=args.models_dir,
                       epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                       train_size=args.image_size, final_epochs=args.final_epochs or 0, lr=args.lr,
                       weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, seed=args.seed,
@@ -118,10 +120,12 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
+    from edge_sca.contract import model_stem
     from edge_sca.isic import resolve_isic_dir
     from quantize.source_report import markdown, source_report
 
-    reports = source_report(args.model, resolve_isic_dir(args.isic_dir), args.out_dir)
+    files = args.model_file or [Path(args.models_dir) / f"{model_stem(name)}.keras" for name in args.model]
+    reports = source_report(files, resolve_isic_dir(args.isic_dir), args.out_dir)
     emit(reports, args.json, lambda r: markdown(list(r.values())))
     return 0
 
@@ -141,7 +145,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from edge_sca.isic import resolve_isic_dir
     from quantize.evaluate import evaluate
 
-    result = evaluate(args.model, resolve_isic_dir(args.isic_dir), args.split, args.skip_bad, args.threshold)
+    result = evaluate(model_file(args, "keras"), resolve_isic_dir(args.isic_dir), args.split, args.skip_bad,
+                      args.threshold)
     emit(result, args.json, _fmt_eval)
     return 0
 
@@ -320,7 +325,7 @@ def cmd_input_evaluate(args: argparse.Namespace) -> int:
     from quantize.input_eval import evaluate, write
 
     isic, extra, reports = _checks_paths(args)
-    result = evaluate(load_input_checks(args.checks), isic, extra, Path(args.model), args.frames, args.extra_frames)
+    result = evaluate(load_input_checks(args.checks), isic, extra, model_file(args), args.frames, args.extra_frames)
     md = write(result, reports)
     emit(result, args.json, lambda r: (
         f"non-dermoscopy RETAKE {r['pooled']['all']['retake']:.2%} of {r['pooled']['all']['n']} (held-out kinds "
@@ -334,8 +339,9 @@ def cmd_input_drift(args: argparse.Namespace) -> int:
     from quantize.drift_demo import default_replays, run_replays, write
 
     isic, extra, reports = _checks_paths(args)
-    rows = run_replays(Path(args.model), default_replays(isic, extra, args.extra_frames))
-    result, md = write(Path(args.model), rows, reports)
+    model = model_file(args)
+    rows = run_replays(model, default_replays(isic, extra, args.extra_frames))
+    result, md = write(model, rows, reports)
     emit(result, args.json, lambda r: "\n".join(
         f"{x['replay']}: {x['input_drift']['n']} judged, max PSI "
         f"{max(v['psi'] for v in x['input_drift']['stats'].values()):.3f}, "
@@ -350,16 +356,16 @@ def _add_input_check_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--extra-dir", default=str(REPO_ROOT.parent / "shared" / "isic_extra"),
                    help="a second ISIC-layout folder of dermoscopy from other sources (default ../shared/isic_extra)")
     s.add_argument("--no-extra", action="store_true", help="do without --extra-dir")
+    s.add_argument("--models-dir", default=str(MODELS_DIR),
+                   help="the int8 models (fit: each one's p(malignant) reference is stored; default models/)")
     s.add_argument("--reports-dir", default=str(REPO_ROOT / "reports" / "input_checks"),
                    help="where focus.{png,json}, evaluation.{json,md} and drift.{json,md} go")
 
 
 def _add_input_checks(sub: argparse._SubParsersAction) -> None:
-    from edge_sca.contract import INPUT_CHECKS_FILE, model_stem
-    from edge_sca.devpaths import MODELS_DIR
+    from edge_sca.contract import INPUT_CHECKS_FILE
 
     default_out = MODELS_DIR / INPUT_CHECKS_FILE
-    default_model = MODELS_DIR / f"{model_stem('b')}_int8.tflite"
     p = sub.add_parser("input-checks", help="fit / evaluate the scanner's input checks and show input drift",
                        description="The focus and grayscale thresholds, the 'not a dermoscopy frame' check and the "
                        "input drift reference, all in models/input_checks.json (see docs/input-checks.md).")
@@ -372,7 +378,6 @@ def _add_input_checks(sub: argparse._SubParsersAction) -> None:
                     "train, and p(malignant) on val for each int8 model in --models-dir). A few minutes on 2 "
                     "cores.")
     s.add_argument("--out", default=str(default_out), help=f"the file to write (default {default_out})")
-    s.add_argument("--models-dir", default=str(MODELS_DIR), help="int8 models whose p(malignant) reference to store")
     s.add_argument("--components", type=positive_int, default=6, help="Gaussian mixture components (default 6)")
     s.add_argument("--linear", action="store_true", help="logistic regression on the features only, no products")
     s.add_argument("--negatives", type=positive_int, default=400, help="generated frames per fitted kind")
@@ -384,7 +389,8 @@ def _add_input_checks(sub: argparse._SubParsersAction) -> None:
                     help="refusal rates on every ISIC source and every non-dermoscopy kind, and cost",
                     description="Writes reports/input_checks/evaluation.{json,md}.")
     s.add_argument("--checks", default=str(default_out), help="the input checks file to evaluate")
-    s.add_argument("--model", default=str(default_model), help="int8 model whose invoke the check is timed against")
+    add_model_option(s, "int8 model whose invoke the check is timed against (default b)", default="b",
+                     file_help="an int8 .tflite file instead")
     s.add_argument("--frames", type=positive_int, default=300, help="frames per non-dermoscopy kind (default 300)")
     s.add_argument("--extra-frames", type=positive_int, default=2000, help="isic_extra held-out images to judge")
     _add_input_check_options(s)
@@ -392,7 +398,7 @@ def _add_input_checks(sub: argparse._SubParsersAction) -> None:
     s = add_command(cmds, "drift", cmd_input_drift,
                     help="replay the ISIC test split and other sources; report the input drift",
                     description="Writes reports/input_checks/drift.{json,md}.")
-    s.add_argument("--model", default=str(default_model), help="int8 model to run")
+    add_model_option(s, "int8 model to run (default b)", default="b", file_help="an int8 .tflite file instead")
     s.add_argument("--extra-frames", type=positive_int, default=1000, help="isic_extra images to replay")
     _add_input_check_options(s)
 
@@ -453,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
         "batches; a checkpoint is written every epoch and --resume continues a stopped run."))
     add_model_option(s, "the architecture to train", required=True)
     s.add_argument("--isic-dir", help=ISIC_DIR_HELP)
-    s.add_argument("--out-dir", default=str(MODELS_DIR), help="where the model, record and checkpoints go")
+    add_option(s, "--models-dir", old=("--out-dir",), default=str(MODELS_DIR),
+               help="where the model, its record and the checkpoints go (default models/)")
     s.add_argument("--epochs", type=positive_int, default=30)
     s.add_argument("--steps-per-epoch", type=positive_int, default=100, help="balanced batches per epoch")
     s.add_argument("--batch-size", type=positive_int, default=64)
@@ -498,7 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Accuracy, balanced accuracy, sensitivity, specificity, PPV, AUROC and the confusion matrix at the model's "
         "threshold (the .tflite manifest's, or the .keras training record's; 0.5 when there is none). .tflite "
         "files run through edge_sca's runtime, the device's own code path."))
-    s.add_argument("--model", required=True, help="a .keras, .tflite or imported .pb file")
+    add_model_option(s, "a trained model: <models-dir>/<stem>.keras", required=True,
+                     file_help="a .keras, .tflite or imported .pb file instead")
+    s.add_argument("--models-dir", default=str(MODELS_DIR), help="where the .keras model is (default models/)")
     s.add_argument("--isic-dir", help=ISIC_DIR_HELP)
     s.add_argument("--split", default="test", choices=SPLITS,
                    help="subset to score; `all` scores every image (use it when the metadata has no split column)")
@@ -540,8 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add_command(sub, "drift", cmd_drift, help="float vs int8 drift of converted models on any labelled ISIC folder")
     add_model_option(s, "the converted model to measure", required=True)
     s.add_argument("--split", default="test", choices=SPLITS)
-    s.add_argument("--out-dir", "--out", dest="out_dir",
-                   help="report folder (default: <reports-dir>/<model>/<folder>-<split>; --out: the old spelling)")
+    add_option(s, "--out-dir", old=("--out",), help="report folder (default: <reports-dir>/<model>/<folder>-<split>)")
     _add_convert_options(s)
 
     s = add_command(sub, "debug", cmd_debug,
@@ -557,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "optionally cap train rows per source and class, and write an ordinary ISIC folder with a "
                     "PACK.json record. Used to send training data to a lent accelerator machine.")
     s.add_argument("--isic-dir", required=True, help="the ISIC folder to pack")
-    s.add_argument("--out-dir", "--out", dest="out_dir", required=True, help="new, empty folder for the packed copy")
+    add_option(s, "--out-dir", old=("--out",), required=True, help="new, empty folder for the packed copy")
     s.add_argument("--size", type=int, default=128, help="square side of the stored images (default 128)")
     s.add_argument("--quality", type=int, default=85, help="JPEG quality of re-encoded images (default 85)")
     s.add_argument("--max-train-per-group", type=int, help="keep at most this many train rows per source and class")
@@ -569,10 +577,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "source (the metadata's dataset column) and pooled, at the model's own threshold; check issue "
                     "14's targets on val+test; run the resolution shortcut check (HAM10000 val images degraded to "
                     "84x84 and back must not score higher). Writes <out>/<model>.json and <out>/sources.md.")
-    s.add_argument("--model", action="append", required=True, help="a .keras or .tflite model (repeatable)")
+    add_model_option(s, "a trained model: <models-dir>/<stem>.keras (repeatable)", repeat=True, required=True,
+                     file_help="a .keras or .tflite model file instead (repeatable)")
+    s.add_argument("--models-dir", default=str(MODELS_DIR), help="where the .keras models are (default models/)")
     s.add_argument("--isic-dir", help=ISIC_DIR_HELP)
-    s.add_argument("--out-dir", "--out", dest="out_dir", default="reports/sources",
-                   help="report folder (default reports/sources)")
+    add_option(s, "--out-dir", old=("--out",), default="reports/sources",
+               help="report folder (default reports/sources)")
 
     s = add_command(sub, "recalibrate", cmd_recalibrate,
                     help="re-check the decision threshold on a site's own labelled captures",
