@@ -151,7 +151,8 @@ class _Trainer:
         return state
 
 
-def twin_ranges(model, calib_pixels: np.ndarray, ranges: str = "minmax", seed: int = 0) -> dict[str, tuple[float, float]]:
+def twin_ranges(model, calib_pixels: np.ndarray, ranges: str = "minmax",
+                seed: int = 0) -> dict[str, tuple[float, float]]:
     """The activation grids of a post-training conversion on the same calibration images with the recipe's
     activation ranges (what the final conversion will choose, up to the small change fine-tuning makes)."""
     from quantize.convert import convert
