@@ -24,7 +24,7 @@ $(STAMP): requirements/workstation.txt requirements/device.in pyproject.toml
 test: setup  ## run the test suite (ISIC tests skip without an ISIC folder, and fail under CI without one)
 	$(PY) -m pytest -q $(ARGS)
 
-lint: setup  ## ruff (style, imports, likely bugs) and mypy (types) over the code; not yet part of `make test`
+lint: setup  ## ruff (style, imports, likely bugs) and mypy (types) over the code, as .ci/run does before the tests
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
@@ -32,10 +32,10 @@ train: setup  ## train MODEL=b|c|resnet50 on ISIC_DIR for EPOCHS epochs (ARGS fo
 	$(PY) -m quantize train --model $(MODEL) --isic-dir $(ISIC_DIR) --epochs $(EPOCHS) $(ARGS)
 
 evaluate: setup  ## score models/<stem>.keras of MODEL=b|c|resnet50 on the test split of ISIC_DIR
-	$(PY) -m quantize evaluate --model models/$(if $(filter resnet50,$(MODEL)),resnet50,cancernet_sca_$(MODEL)).keras --isic-dir $(ISIC_DIR) --split test $(ARGS)
+	$(PY) -m quantize evaluate --model $(MODEL) --isic-dir $(ISIC_DIR) --split test $(ARGS)
 
 sources: setup  ## per-source report (val, test, val+test, targets, shortcut check) of MODELS' .keras on ISIC_DIR -> reports/sources/
-	$(PY) -m quantize sources $(foreach m,$(MODELS),--model models/cancernet_sca_$(m).keras) --isic-dir $(ISIC_DIR) $(ARGS)
+	$(PY) -m quantize sources $(foreach m,$(MODELS),--model $(m)) --isic-dir $(ISIC_DIR) $(ARGS)
 
 SITE_DIR ?=
 SITE_OUT ?= data/site-models
@@ -71,7 +71,7 @@ bundle: setup wheelhouse  ## pack MODELS_DIR's models, edge_sca, the wheelhouse 
 	$(PY) -m firmware_bridge bundle --models-dir $(MODELS_DIR) --key $(KEY) --out-dir $(DIST) $(ARGS)
 
 flash: setup  ## install the newest dist/ bundle on HOST=user@scanner (verified there, self-test, kept only if it comes up) or ROOT=/mounted/rootfs
-	$(PY) -m firmware_bridge flash $(TARGET) --dist $(DIST) --public-key $(basename $(KEY)).pub $(ARGS)
+	$(PY) -m firmware_bridge flash $(TARGET) --dist-dir $(DIST) --public-key $(basename $(KEY)).pub $(ARGS)
 
 rollback: setup  ## make the previous release current again on HOST=user@scanner or ROOT=/mounted/rootfs
 	$(PY) -m firmware_bridge rollback $(TARGET) $(ARGS)

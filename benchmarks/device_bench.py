@@ -30,7 +30,7 @@ from benchmarks import ratios
 from benchmarks.discover import REPO_ROOT, find_models, identify, run_child
 from benchmarks.machine import VectorUnit, machine_info
 from benchmarks.report import markdown, plot
-from edge_sca.cli_common import add_common, run_cli
+from edge_sca.cli_common import add_common, add_model_filter, run_cli
 from edge_sca.devpaths import MODELS_DIR
 from edge_sca.errors import EdgeScaError, ModelError
 from edge_sca.isic import resolve_isic_dir
@@ -150,7 +150,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     cfg = dict(QUICK if args.quick else FULL)
     cfg.update({k: v for k, v in (("runs", args.runs), ("warmup", args.warmup),
                                   ("max_seconds", args.max_seconds), ("e2e_frames", args.e2e_frames)) if v is not None})
-    paths = find_models(Path(args.models_dir), args.model)
+    paths = find_models(Path(args.models_dir), args.model, args.match)
     if args.isic_dir:  # fail before the long measurements, not after
         args.isic_dir = resolve_isic_dir(args.isic_dir)
     machine = machine_info(clock_override=args.clock_ghz)
@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
                                 epilog="Research tool, not a diagnosis.")
     p.add_argument("--models-dir", default=str(MODELS_DIR), help="folder of .tflite models with manifests")
-    p.add_argument("--model", action="append", help="only models whose file name contains this (repeatable)")
+    add_model_filter(p)
     p.add_argument("--out-dir", help="where bench.json / bench.md / latency.png go (default reports/bench/<host>)")
     p.add_argument("--quick", action="store_true", help="a short run (seconds per model) for a first look or CI")
     p.add_argument("--runs", type=int, help="timed invokes per model and thread count (default 200; quick 30)")

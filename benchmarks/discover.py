@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from edge_sca.contract import model_stem, parse_model_file
 from edge_sca.devpaths import REPO_ROOT
@@ -18,16 +19,19 @@ from edge_sca.training_record import record_macs, record_path
 log = logging.getLogger(__name__)
 
 
-def find_models(models_dir: Path, only: list[str] | None = None) -> list[Path]:
-    """Every *.tflite in models_dir (sorted), optionally only those whose stem contains one of `only`."""
+def find_models(models_dir: Path, names: list[str] | None = None, match: list[str] | None = None) -> list[Path]:
+    """Every *.tflite in models_dir (sorted); with `names`, only those models' files (`cancernet_sca_b_*` for b);
+    with `match`, only files whose stem contains one of those texts."""
     if not models_dir.is_dir():
         raise ModelError(f"{models_dir}: no such models folder; build the models with `make quantize` "
                          "or pass --models-dir")
     paths = sorted(models_dir.glob("*.tflite"))
-    if only:
-        paths = [p for p in paths if any(o in p.stem for o in only)]
+    if names:
+        paths = [p for p in paths if (parse_model_file(p.stem) or ("", ""))[0] in names]
+    if match:
+        paths = [p for p in paths if any(o in p.stem for o in match)]
     if not paths:
-        what = f" matching {', '.join(only)}" if only else ""
+        what = "".join(f" {label} {', '.join(v)}" for label, v in (("of", names), ("matching", match)) if v)
         raise ModelError(f"{models_dir}: no .tflite models{what}; build them with `make quantize` "
                          "or pass --models-dir DIR")
     return paths
@@ -40,8 +44,8 @@ def identify(path: Path, macs_given: dict[str, int]) -> dict:
     (`models/cancernet_sca_b.json`, which `quantize train` writes); None when none has them.
     """
     arch, variant = parse_model_file(path.stem) or (path.stem, "unknown")
-    info = {"name": path.stem, "path": str(path), "architecture": arch, "variant": variant, "threshold": None,
-            "macs": None, "macs_source": None}
+    info: dict[str, Any] = {"name": path.stem, "path": str(path), "architecture": arch, "variant": variant,
+                            "threshold": None, "macs": None, "macs_source": None}
     try:
         data = load_manifest(manifest_path(path)).data
     except ModelError as exc:

@@ -5,7 +5,7 @@ Usage: `python -m benchmarks.int8_latency BASELINE_DIR OTHER_DIR... [--model b -
 (A, B, C, A, B, C, ...), so a shared machine's slow moments fall on all of them alike. Prints medians and
 percentiles per file and each file's median over the baseline's, checks the speed budget of quantize/budgets.py
 (the first folder is the baseline: post-training int8), and checks that every file is still fully integer with
-only ops XNNPACK takes. Writes int8_latency.json and int8_latency.md to --out (default reports/quantize/).
+only ops XNNPACK takes. Writes int8_latency.json and int8_latency.md to --out-dir (default reports/quantize/).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.discover import REPO_ROOT  # noqa: E402
 from benchmarks.stats import summarise  # noqa: E402
-from edge_sca.cli_common import add_common, emit, run_cli  # noqa: E402
+from edge_sca.cli_common import add_common, add_option, emit, run_cli  # noqa: E402
 from edge_sca.contract import model_stem  # noqa: E402
 from edge_sca.errors import ModelError  # noqa: E402
 from edge_sca.interpreter import TFLiteModel  # noqa: E402
@@ -122,7 +122,7 @@ def cmd(args: argparse.Namespace) -> int:
         "rounds": args.rounds, "runs": args.runs,
         "models": [bench_model(m, dirs, args.rounds, args.runs, args.warmup, args.threads)
                    for m in args.model or ["b", "c"]]}
-    out = Path(args.out)
+    out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "int8_latency.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "int8_latency.md").write_text("# int8 latency, one run\n\n" + markdown(result))
@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=20, help="invokes per file per round")
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--threads", type=int, default=1, help="LiteRT threads (1 keeps a shared machine's noise down)")
-    p.add_argument("--out", default=str(REPO_ROOT / "reports" / "quantize"), help="where the report goes")
+    add_option(p, "--out-dir", old=("--out",), default=str(REPO_ROOT / "reports" / "quantize"),
+               help="where the report goes (default reports/quantize)")
     add_common(p)
     p.set_defaults(func=cmd)
     return p

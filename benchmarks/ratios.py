@@ -16,6 +16,16 @@ def _p50(model: dict, threads: str) -> float | None:
     return lat["p50_ms"] if lat else None
 
 
+def _speedups(slow: dict, fast: dict) -> dict[str, float]:
+    """Per thread count that both were timed at: slow median / fast median."""
+    out = {}
+    for t in fast["latency"]:
+        s, f = _p50(slow, t), _p50(fast, t)
+        if s and f:
+            out[t] = s / f
+    return out
+
+
 def _index(models: list[dict]) -> dict[tuple[str, str], dict]:
     return {(m["architecture"], m["variant"]): m for m in models if "latency" in m}
 
@@ -27,7 +37,7 @@ def int8_speedup(models: list[dict]) -> dict[str, dict[str, float]]:
         f = idx.get((arch, "float32"))
         if variant != "int8" or f is None:
             continue
-        out[arch] = {t: _p50(f, t) / _p50(m, t) for t in m["latency"] if _p50(f, t) and _p50(m, t)}
+        out[arch] = _speedups(f, m)
     return out
 
 
@@ -41,7 +51,7 @@ def versus_baseline(models: list[dict]) -> dict[str, dict]:
             continue
         out[f"{arch}_{variant}"] = {
             "against": f"{BASELINE}_{variant}",
-            "speedup": {t: _p50(base, t) / _p50(m, t) for t in m["latency"] if _p50(base, t) and _p50(m, t)},
+            "speedup": _speedups(base, m),
             "size_ratio": base["size_bytes"] / m["size_bytes"],
             "macs_ratio": base["macs"] / m["macs"] if base.get("macs") and m.get("macs") else None,
         }

@@ -225,7 +225,7 @@ class OpenCVCamera(Camera):
         self.name = f"opencv:{target}"
         self.size = (width, height)
         self.cap: cv2.VideoCapture | None = None
-        if not self.live and not Path(target).is_file():
+        if isinstance(target, str) and not Path(target).is_file():
             raise CameraError(f"{self.name}: no such file; {VIDEO_HINT}")
         self._open_with_retry()
 
@@ -306,7 +306,8 @@ class ReplayCamera(Camera):
         self.items = self._list(split, dataset)
         self.pos = 0
         if not self.items:
-            raise CameraConfigError(f"{self.name}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder; check the path")
+            raise CameraConfigError(f"{self.name}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder; "
+                                    "check the path")
 
     def _list(self, split: str, dataset: str | None) -> list[tuple[Path, str, int | None]]:
         if not self.folder.is_dir():

@@ -14,28 +14,47 @@ import threading
 from pathlib import Path
 
 from edge_sca.audit import AuditError
-from edge_sca.cli_common import add_common, emit, positive_float, positive_int, run_cli
-from edge_sca.contract import CLASS_NAMES, DISCLAIMER, SELFTEST_MAX_DELTA
+from edge_sca.cli_common import add_command, add_model_option, emit, positive_float, positive_int, run_cli
+from edge_sca.contract import CLASS_NAMES, DISCLAIMER, SELFTEST_MAX_DELTA, model_stem
 from edge_sca.errors import EdgeScaError, ImageError
 from edge_sca.settings import DEFAULT_PATH, ENV_VAR, ScannerSettings, format_settings, load_settings, render_example
 
 log = logging.getLogger("edge_sca")
 
 #: Options that override a settings key: argparse dest -> (section, key). Not given (None): the file's value.
-OVERRIDES = {"model": ("model", "path"), "threads": ("model", "threads"), "shadow_float": ("model", "shadow_float"),
-             "shadow_every": ("model", "shadow_every"), "camera": ("camera", "source"), "audit_log": ("audit", "log"),
-             "bridge": ("board", "port"), "board_timeout": ("board", "timeout_s")}
+#: (--model NAME overrides [model] path too, through named_model.)
+OVERRIDES = {"model_file": ("model", "path"), "threads": ("model", "threads"),
+             "shadow_float": ("model", "shadow_float"), "shadow_every": ("model", "shadow_every"),
+             "camera": ("camera", "source"), "audit_log": ("audit", "log"), "bridge": ("board", "port"),
+             "board_timeout": ("board", "timeout_s")}
 
 
 def resolve_settings(args: argparse.Namespace) -> ScannerSettings:
     """The settings file's values (SettingsError, exit 2, for a bad file), then the options given on top."""
     settings = load_settings(getattr(args, "config", None))
     given = {key: getattr(args, dest) for dest, key in OVERRIDES.items() if getattr(args, dest, None) is not None}
+    if getattr(args, "model", None):  # a name: that model's int8 file, standing in for the settings' path
+        given[("model", "path")] = str(named_model(args.model, getattr(args, "models_dir", None), settings))
     return settings.with_values(given, "command line", "the command line") if given else settings
 
 
+def named_model(name: str, models_dir: str | None, settings: ScannerSettings) -> Path:
+    """--model NAME: its int8 .tflite in --models-dir, else beside the settings' model (a scanner's release), else
+    in the checkout's models folder."""
+    if models_dir:
+        folder = Path(models_dir)
+    elif settings.model.path:
+        folder = Path(settings.model.path).parent
+    else:
+        from edge_sca.devpaths import MODELS_DIR
+
+        folder = MODELS_DIR
+    return folder / f"{model_stem(name)}_int8.tflite"
+
+
 def model_path(settings: ScannerSettings) -> str:
-    """The model to run: the settings' (or --model's) path; without one, the checkout's default (development)."""
+    """The model to run: the settings' (or --model's / --model-file's) path; without one, the checkout's default
+    (development)."""
     if settings.model.path:
         return settings.model.path
     from edge_sca.devpaths import default_model
@@ -191,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         f"{DEFAULT_PATH}); options given override it. " + DISCLAIMER))
     sub = p.add_subparsers(title="commands")
 
-    s = sub.add_parser("run", help="capture and classify frames from a camera", description=(
+    s = add_command(sub, "run", cmd_run, help="capture and classify frames from a camera", description=(
         "Check the model against its manifest, run the self-test, then capture and decide. Without --frames it "
         "runs until SIGTERM / Ctrl-C (systemd-friendly) or the end of a finite source, then prints the report. "
         "Under systemd (Type=notify) it sends READY once the self-test passed and the camera and board are open, "
@@ -217,31 +236,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--board-timeout", type=positive_float, metavar="SECONDS",
                    help="a board that went away is reopened with backoff; after this long without it, exit with "
                    "status 3 so that systemd restarts the service (default: [board] timeout_s, 60)")
-    add_common(s)
-    s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("selftest", help="run the manifest's reference vectors (exit 0 pass, 1 fail, 2 error)")
+    s = add_command(sub, "selftest", cmd_selftest,
+                    help="run the manifest's reference vectors (exit 0 pass, 1 fail, 2 error)")
     _add_model(s)
     s.add_argument("--max-delta", type=positive_float, default=SELFTEST_MAX_DELTA,
                    help="largest allowed |delta p| against the workstation's outputs")
-    add_common(s)
-    s.set_defaults(func=cmd_selftest)
 
-    s = sub.add_parser("classify", help="classify image files (exit 2 if any cannot be read)")
+    s = add_command(sub, "classify", cmd_classify, help="classify image files (exit 2 if any cannot be read)")
     s.add_argument("images", nargs="+", metavar="IMAGE")
     _add_model(s)
-    add_common(s)
-    s.set_defaults(func=cmd_classify)
 
-    s = sub.add_parser("settings", help="check the settings file and show what the runtime would use",
-                       description="Read and check the settings file (exit 2, naming the key, if it has a "
-                       "mistake), then print every setting and where it came from (file, command line or "
-                       "default). --example prints the documented file a scanner gets.")
+    s = add_command(sub, "settings", cmd_settings, help="check the settings file and show what the runtime would use",
+                    description="Read and check the settings file (exit 2, naming the key, if it has a "
+                    "mistake), then print every setting and where it came from (file, command line or "
+                    "default). --example prints the documented file a scanner gets.")
     _add_config(s)
     s.add_argument("--example", action="store_true", help="print the documented settings file (every key, its "
                    "default and what it does) instead")
-    add_common(s)
-    s.set_defaults(func=cmd_settings)
     return p
 
 
@@ -252,8 +264,11 @@ def _add_config(s: argparse.ArgumentParser) -> None:
 
 def _add_model(s: argparse.ArgumentParser) -> None:
     _add_config(s)
-    s.add_argument("--model", help="int8 .tflite with its manifest beside it (default: [model] path, else "
-                   "models/cancernet_sca_b_int8.tflite in this checkout)")
+    add_model_option(s, "the model by name: its int8 .tflite in --models-dir (default: [model] path, else "
+                     "models/cancernet_sca_b_int8.tflite in this checkout)",
+                     file_help="an int8 .tflite file with its manifest beside it ([model] path)")
+    s.add_argument("--models-dir", help="where --model looks (default: the folder of [model] path, else models/ in "
+                   "this checkout)")
     s.add_argument("--threads", type=positive_int, help="interpreter threads (default: [model] threads, else the "
                    "runtime's choice)")
 

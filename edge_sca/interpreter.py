@@ -29,7 +29,7 @@ def interpreter_class() -> tuple[type, str]:
     except ImportError:
         pass
     try:
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[import-not-found]
+        from tflite_runtime.interpreter import Interpreter
 
         log.warning("using tflite_runtime: slower for int8 than ai-edge-litert; `pip install ai-edge-litert`")
         return Interpreter, "tflite_runtime"

@@ -78,7 +78,8 @@ def load_manifest(path: str | Path) -> Manifest:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
-        raise ModelError(f"{path}: manifest not found; build it with `make quantize` or copy it beside the model") from exc
+        raise ModelError(f"{path}: manifest not found; build it with `make quantize` or copy it beside the "
+                         "model") from exc
     except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         raise ModelError(f"{path}: unreadable manifest ({exc}); rebuild it with `make quantize`") from exc
     return Manifest(check_manifest(data, path), path)

@@ -15,7 +15,7 @@ from edge_sca.devpaths import REPO_ROOT
 #: Everything scanner_cli imports (a test runs the zip with these alone, numpy and pyserial blocked).
 MODULES = (
     "edge_sca/__init__.py", "edge_sca/errors.py", "edge_sca/cli_common.py", "edge_sca/contract.py",
-    "edge_sca/manifest_schema.py",
+    "edge_sca/manifest_schema.py", "edge_sca/fileio.py",
     "firmware_bridge/__init__.py", "firmware_bridge/errors.py", "firmware_bridge/signing.py",
     "firmware_bridge/archive.py", "firmware_bridge/rootfs.py", "firmware_bridge/releases.py",
     "firmware_bridge/scanner_cli.py",

@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 from edge_sca.contract import INPUT_CHECKS_FILE
 from edge_sca.devpaths import REPO_ROOT
 from edge_sca.errors import ModelError
-from edge_sca.fileio import sha256_file
+from edge_sca.fileio import atomic_path, sha256_file
 from edge_sca.manifest_schema import manifest_path
 from firmware_bridge import signing, wheelhouse
 from firmware_bridge.archive import (
@@ -174,18 +174,12 @@ def make_bundle(models_dir: str | Path, key: str | Path, out_dir: str | Path = "
     index_bytes = (json.dumps(index, indent=2, sort_keys=True) + "\n").encode()
     signature = signing.sign(key, index_bytes)
     out = Path(out_dir) / f"cancernet-sca-{version}.tar.gz"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".part")
-    try:
-        with tarfile.open(tmp, "w:gz") as tar:
-            _add(tar, INDEX, io.BytesIO(index_bytes), len(index_bytes))
-            _add(tar, SIGNATURE, io.BytesIO(signature), len(signature))
-            for arc, src in sorted(files.items()):
-                with open(src, "rb") as f:
-                    _add(tar, arc, f, entries[arc]["size"])
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(out) as tmp, tarfile.open(tmp, "w:gz") as tar:
+        _add(tar, INDEX, io.BytesIO(index_bytes), len(index_bytes))
+        _add(tar, SIGNATURE, io.BytesIO(signature), len(signature))
+        for arc, src in sorted(files.items()):
+            with open(src, "rb") as f:
+                _add(tar, arc, f, entries[arc]["size"])
     return BundleInfo(out, parse_index(index_bytes, str(out), signature))
 
 

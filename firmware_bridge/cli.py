@@ -7,7 +7,7 @@ import argparse
 import sys
 import time
 
-from edge_sca.cli_common import add_common, emit, run_cli
+from edge_sca.cli_common import add_command, add_option, emit, run_cli
 from firmware_bridge.archive import DEFAULT_COMPATIBLE
 from firmware_bridge.errors import FlashError
 from firmware_bridge.scanner_cli import add_commands as add_scanner_commands
@@ -78,7 +78,7 @@ def _flash_text(r: dict) -> str:
 def cmd_flash(args: argparse.Namespace) -> int:
     from firmware_bridge.flash import flash
 
-    bundle = args.bundle or _newest_bundle(args.dist)
+    bundle = args.bundle or _newest_bundle(args.dist_dir)
     emit(flash(bundle, args.public_key, _target(args)), args.json, _flash_text)
     return 0
 
@@ -157,17 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
         "and rollback, and a simulator of the dermoscope board's serial link. Research tool, not a diagnosis."))
     sub = p.add_subparsers(title="commands")
 
-    s = sub.add_parser("keygen", help="make an Ed25519 signing key pair for bundles")
+    s = add_command(sub, "keygen", cmd_keygen, help="make an Ed25519 signing key pair for bundles")
     s.add_argument("--key", default=str(DEFAULT_KEY), help="private key path (public key: same name, .pub)")
     s.add_argument("--force", action="store_true", help="replace an existing key (scanners must get the new .pub)")
-    add_common(s)
-    s.set_defaults(func=cmd_keygen)
 
-    s = sub.add_parser("bundle", help="pack models, runtime and deploy files into one signed tar.gz")
-    s.add_argument("--models-dir", "--models", dest="models_dir", default="models",
-                   help="folder of .tflite models with manifests (--models: the old spelling)")
+    s = add_command(sub, "bundle", cmd_bundle, help="pack models, runtime and deploy files into one signed tar.gz")
+    add_option(s, "--models-dir", old=("--models",), default="models",
+               help="folder of .tflite models with manifests (default models)")
     s.add_argument("--key", default=str(DEFAULT_KEY), help="Ed25519 private key to sign with")
-    s.add_argument("--out-dir", default="dist")
+    s.add_argument("--out-dir", default="dist", help="where the bundle is written (default dist)")
     s.add_argument("--version", help="bundle version (default: pyproject version + UTC time); scanners refuse an "
                    "older one than they run unless flashed with --allow-downgrade")
     s.add_argument("--compatible", default=DEFAULT_COMPATIBLE,
@@ -176,42 +174,36 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-wheelhouse", action="store_true", help=(
         "leave out the aarch64 wheels (data/wheelhouse, `make wheelhouse`): a small bundle for tests, whose "
         "install.sh cannot build the device venv"))
-    add_common(s)
-    s.set_defaults(func=cmd_bundle)
 
-    s = sub.add_parser("verify", help="check a bundle's signature, hashes, entries and manifests (as the scanner "
-                       "does)")
+    s = add_command(sub, "verify", cmd_verify,
+                    help="check a bundle's signature, hashes, entries and manifests (as the scanner does)")
     s.add_argument("bundle")
     s.add_argument("--public-key", default=str(DEFAULT_PUB))
-    add_common(s)
-    s.set_defaults(func=cmd_verify)
 
-    s = sub.add_parser("flash", help="install a bundle as a new release, self-test, switch, wait for READY",
-                       description=(
+    s = add_command(sub, "flash", cmd_flash,
+                    help="install a bundle as a new release, self-test, switch, wait for READY",
+                    description=(
         "Check BUNDLE here, then send the archive to the scanner, which verifies it against its own key "
         "(/etc/cancernet-sca/bundle-signing.pub), its compatible string and version, and unpacks it into "
         "PREFIX/releases/<version>-<time>. Over ssh (--host): install.sh, the self-test of every model, switch "
         "PREFIX/current, restart the service and wait for READY; a release that does not come up is switched "
         "back. On any failure or Ctrl-C the new release is removed and the previous one stays (or is made again) "
         "current. See docs/deploy.md."))
-    s.add_argument("--bundle", help="bundle to flash (default: the newest in --dist)")
-    s.add_argument("--dist", default="dist")
+    s.add_argument("--bundle", help="bundle to flash (default: the newest in --dist-dir)")
+    add_option(s, "--dist-dir", old=("--dist",), default="dist",
+               help="the folder `bundle --out-dir` wrote bundles to (default dist)")
     _add_target(s, flash_only=True)
-    add_common(s)
-    s.set_defaults(func=cmd_flash)
 
-    s = sub.add_parser("rollback", help="make the release that was current before this one current again "
-                       "(re-checked against its signed hashes)")
+    s = add_command(sub, "rollback", cmd_rollback,
+                    help="make the release that was current before this one current again "
+                    "(re-checked against its signed hashes)")
     _add_target(s, flash_only=False)
-    add_common(s)
-    s.set_defaults(func=cmd_rollback)
 
-    s = sub.add_parser("simulate", help="run a dermoscope-board simulator on a pseudo-terminal, print its path")
+    s = add_command(sub, "simulate", cmd_simulate,
+                    help="run a dermoscope-board simulator on a pseudo-terminal, print its path")
     s.add_argument("--trigger-every", type=float, help="press the trigger every N seconds")
     s.add_argument("--seconds", type=float, help="stop after N seconds (default: until Ctrl-C)")
     s.add_argument("--link", help="also make PATH a symlink to the pty (a stable name, as udev gives a board)")
-    add_common(s)
-    s.set_defaults(func=cmd_simulate)
 
     s = sub.add_parser("scanner", help="the scanner's side of a flash: install (verify), activate, rollback, "
                        "prune, status (run on the scanner, or with --root on a mounted card)")

@@ -13,6 +13,7 @@ BoardLost (edge_sca's ControllerLost), and the run loop calls BridgeController.r
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -225,15 +226,11 @@ class ScannerLink:
 
     def close(self) -> None:
         self._stop.set()
-        try:
+        with contextlib.suppress(Exception):  # a port already gone: nothing left to cancel
             self._serial.cancel_read()
-        except Exception:
-            pass
         self._reader.join(timeout=1.0)
-        try:
+        with contextlib.suppress(Exception):
             self._serial.close()
-        except Exception:
-            pass
 
     def __enter__(self) -> ScannerLink:
         return self

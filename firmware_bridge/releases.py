@@ -18,7 +18,6 @@ Layout under ROOT (PREFIX defaults to /opt/cancernet-sca):
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 import re
@@ -29,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from edge_sca.fileio import fsync_dir, sha256_file
 from firmware_bridge import signing
 from firmware_bridge.archive import (
     COMPATIBLE_RE,
@@ -44,7 +44,7 @@ from firmware_bridge.archive import (
     version_key,
 )
 from firmware_bridge.errors import BundleError, FlashError
-from firmware_bridge.rootfs import DIR_MODE, EXEC_MODE, FILE_MODE, RootFS, fs_errors, fsync_dir, sync_filesystem
+from firmware_bridge.rootfs import DIR_MODE, EXEC_MODE, FILE_MODE, RootFS, fs_errors, sync_filesystem
 
 log = logging.getLogger(__name__)
 
@@ -423,11 +423,7 @@ def _compare_tree(d: Path, index: BundleIndex) -> list[str]:
                 problems.append(f"{rel} is not in the signed list")
             else:
                 seen.add(rel)
-                h = hashlib.sha256()
-                with open(p, "rb") as f:
-                    while chunk := f.read(1 << 20):
-                        h.update(chunk)
-                if h.hexdigest() != index.files[rel].sha256:
+                if sha256_file(p) != index.files[rel].sha256:
                     problems.append(f"{rel} changed")
     problems += [f"{rel} is missing" for rel in sorted(set(index.files) - seen)]
     return problems

@@ -5,7 +5,8 @@ Every path is checked to stay inside the root once symlinks are resolved: on a m
 0644 (or as asked) whatever the umask; a file is written under a temporary name, fsynced and renamed into place,
 so a link or a half-written file at the destination is replaced, not written through. An OSError becomes a
 FlashError that names the path and what to do (a full card, a read-only card, a file where a folder belongs).
-Standard library only: this runs on the scanner before its Python environment exists.
+Standard library only (and edge_sca.fileio, which is too): this runs on the scanner before its Python
+environment exists.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from edge_sca.fileio import atomic_open, atomic_symlink, fsync_dir
 from firmware_bridge.errors import FlashError
 
 DIR_MODE = 0o755
@@ -70,25 +72,11 @@ class RootFS:
 
     @contextmanager
     def create(self, p: Path, mode: int = FILE_MODE) -> Iterator[BinaryIO]:
-        """Write P atomically: a temporary file (never following a link), fsynced, renamed over P on success."""
+        """Write P atomically (edge_sca.fileio.atomic_open: never through a link, fsynced, renamed over P on
+        success); the folder is synced with the whole file system at the end of an install."""
         self.check_inside(p.parent)
-        tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-        with fs_errors(f"writing {p}", self.root):
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-        try:
-            with fs_errors(f"writing {p}", self.root):
-                os.fchmod(fd, mode)
-                with os.fdopen(fd, "wb") as f:
-                    fd = -1
-                    yield f
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, p)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            tmp.unlink(missing_ok=True)
-            raise
+        with fs_errors(f"writing {p}", self.root), atomic_open(p, mode, sync_dir=False) as f:
+            yield f
 
     def write_bytes(self, p: Path, data: bytes, mode: int = FILE_MODE) -> None:
         with self.create(p, mode) as f:
@@ -97,12 +85,8 @@ class RootFS:
     def symlink(self, p: Path, target: str) -> None:
         """Point the link P at TARGET atomically (a temporary link renamed over P)."""
         self.check_inside(p.parent)
-        tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
         with fs_errors(f"linking {p}", self.root):
-            tmp.unlink(missing_ok=True)
-            tmp.symlink_to(target)
-            os.replace(tmp, p)
-            fsync_dir(p.parent)
+            atomic_symlink(p, target)
 
     def remove_tree(self, p: Path) -> None:
         """Delete P (a folder or file) if present; a symlink is removed itself, never followed."""
@@ -154,19 +138,6 @@ def _load_syncfs():
 
 
 _syncfs = _load_syncfs()
-
-
-def fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _first_link_out(root: Path, p: Path, real_root: str) -> Path:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from edge_sca.cli_common import add_common, emit, run_cli
+from edge_sca.cli_common import add_command, emit, run_cli, whole_number
 from firmware_bridge.errors import BundleError
 from firmware_bridge.releases import DEFAULT_PREFIX, MIN_KEEP, ReleaseStore
 
@@ -82,66 +84,44 @@ def cmd_install_key(args: argparse.Namespace) -> int:
 
 def keep_count(text: str) -> int:
     """argparse type of --keep: an integer of at least MIN_KEEP."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = whole_number(text)
     if value < MIN_KEEP:
         raise argparse.ArgumentTypeError(f"{value} is too few: the current and the previous release are always "
                                          f"kept, so --keep must be at least {MIN_KEEP}")
     return value
 
 
-def _common(s: argparse.ArgumentParser) -> None:
+def _command(sub: argparse._SubParsersAction, name: str, func: Callable[[argparse.Namespace], int], help: str,
+             release: bool = False, **kw: Any) -> argparse.ArgumentParser:
+    """A scanner command: FUNC on the release store under --root / --prefix (and a RELEASE argument if asked)."""
+    s = add_command(sub, name, func, help=help, **kw)
+    if release:
+        s.add_argument("release", help="a release's folder name under PREFIX/releases (`scanner status` lists them)")
     s.add_argument("--root", default="/", help="the scanner's root file system (default /; a mounted card's path)")
     s.add_argument("--prefix", default=DEFAULT_PREFIX, help="install folder, as the scanner sees it")
-    add_common(s)
+    return s
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     """The scanner commands, under whatever parser SUB belongs to."""
-    s = sub.add_parser("install", help="verify a bundle against this scanner's key and unpack it as a release",
-                       description="Stream BUNDLE (or - for stdin): check its signature against ROOT/etc/"
-                       "cancernet-sca/bundle-signing.pub, that it is for this device and not older than the "
-                       "current release, that there is room, then every file's hash as it is unpacked into "
-                       "PREFIX/staging. Only then does it become PREFIX/releases/<version>-<time> (not current).")
+    s = _command(sub, "install", cmd_install, "verify a bundle against this scanner's key and unpack it as a release",
+                 description="Stream BUNDLE (or - for stdin): check its signature against ROOT/etc/"
+                 "cancernet-sca/bundle-signing.pub, that it is for this device and not older than the current "
+                 "release, that there is room, then every file's hash as it is unpacked into PREFIX/staging. Only "
+                 "then does it become PREFIX/releases/<version>-<time> (not current).")
     s.add_argument("bundle", help="bundle .tar.gz, or - to read it from stdin")
     s.add_argument("--allow-downgrade", action="store_true", help="install a version older than the current one")
-    _common(s)
-    s.set_defaults(func=cmd_install)
-
-    s = sub.add_parser("activate", help="make an installed release current (and record it in the history)")
-    s.add_argument("release")
-    _common(s)
-    s.set_defaults(func=cmd_activate)
-
-    s = sub.add_parser("rollback", help="go back to the release that was current before this one (re-checked)")
-    _common(s)
-    s.set_defaults(func=cmd_rollback)
-
-    s = sub.add_parser("revert", help="undo `activate RELEASE` after a failed health check, deleting RELEASE")
-    s.add_argument("release")
-    _common(s)
-    s.set_defaults(func=cmd_revert)
-
-    s = sub.add_parser("remove", help="delete a release that is not current")
-    s.add_argument("release")
-    _common(s)
-    s.set_defaults(func=cmd_remove)
-
-    s = sub.add_parser("prune", help="keep N releases: current, previous, then the most recently current")
+    _command(sub, "activate", cmd_activate, "make an installed release current (and record it in the history)",
+             release=True)
+    _command(sub, "rollback", cmd_rollback, "go back to the release that was current before this one (re-checked)")
+    _command(sub, "revert", cmd_revert, "undo `activate RELEASE` after a failed health check, deleting RELEASE",
+             release=True)
+    _command(sub, "remove", cmd_remove, "delete a release that is not current", release=True)
+    s = _command(sub, "prune", cmd_prune, "keep N releases: current, previous, then the most recently current")
     s.add_argument("--keep", type=keep_count, required=True, help=f"releases kept (at least {MIN_KEEP})")
-    _common(s)
-    s.set_defaults(func=cmd_prune)
-
-    s = sub.add_parser("status", help="releases, current, history, free space, compatible string, key")
-    _common(s)
-    s.set_defaults(func=cmd_status)
-
-    s = sub.add_parser("install-key", help="trust a bundle-signing public key, if the scanner has none yet")
+    _command(sub, "status", cmd_status, "releases, current, history, free space, compatible string, key")
+    s = _command(sub, "install-key", cmd_install_key, "trust a bundle-signing public key, if the scanner has none yet")
     s.add_argument("key", help="the .pub file, or - for stdin")
-    _common(s)
-    s.set_defaults(func=cmd_install_key)
 
 
 def build_parser() -> argparse.ArgumentParser:

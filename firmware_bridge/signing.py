@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edge_sca.fileio import atomic_open, atomic_write_bytes
 from firmware_bridge.errors import BundleError
 
 DEFAULT_KEY = Path("keys/bundle-signing.key")
@@ -32,14 +33,10 @@ def keygen(private_path: str | Path = DEFAULT_KEY, force: bool = False) -> tuple
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
-    if priv.exists():
-        priv.unlink()
-    fd = os.open(priv, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
+    with atomic_open(priv, mode=0o600) as f:  # 0600 from the first byte, whatever the umask
         f.write(pem)
-    os.chmod(priv, 0o600)
-    pub.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    atomic_write_bytes(pub, key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
     return priv, pub
 
 

@@ -9,6 +9,7 @@ event, `drop_replies` / `corrupt_replies` / `busy_replies` lose, damage or refus
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
@@ -16,6 +17,7 @@ import threading
 import tty
 from pathlib import Path
 
+from edge_sca.fileio import atomic_symlink
 from firmware_bridge import protocol
 
 log = logging.getLogger(__name__)
@@ -65,11 +67,8 @@ class BoardSimulator:
         with self._lock:
             self.master, self._slave, self.pty = master, slave, os.ttyname(slave)
             self.decoder = protocol.StreamDecoder()
-        if self.link_path:
-            tmp = self.link_path.with_name(self.link_path.name + ".tmp")
-            tmp.unlink(missing_ok=True)
-            tmp.symlink_to(self.pty)
-            os.replace(tmp, self.link_path)
+        if self.link_path:  # a stable name, re-pointed atomically at every re-plug, as udev gives a board
+            atomic_symlink(self.link_path, self.pty, sync_dir=False)
 
     def start(self) -> BoardSimulator:
         self._thread.start()
@@ -81,10 +80,8 @@ class BoardSimulator:
             fds, self.master, self._slave = (self.master, self._slave), None, None
         for fd in fds:
             if fd is not None:
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         if self.link_path:
             self.link_path.unlink(missing_ok=True)
         # a re-plugged board starts fresh: nothing lit, nothing shown

@@ -41,7 +41,7 @@ class FlashOptions:
     agent_cmd: str = "sudo -n python3 {agent}"
     python: str | None = None  # the scanner's device Python; default PREFIX/venv/bin/python
     install_cmd: str = "sudo -n sh {release}/install.sh --prefix {prefix}"
-    selftest_cmd: str = "cd {release} && PYTHONPATH={release} {python} -m edge_sca selftest --model {model}"
+    selftest_cmd: str = "cd {release} && PYTHONPATH={release} {python} -m edge_sca selftest --model-file {model}"
     #: Type=notify: returns once the service sent READY, non-zero if it failed or took over ready_timeout_s.
     restart_cmd: str = f"sudo -n timeout {{ready_timeout}} systemctl restart {SERVICE}"
     health_cmd: str = f"systemctl show -p ActiveState -p SubState -p MainPID -p NRestarts {SERVICE}"
@@ -107,7 +107,7 @@ class RootTarget:
     def selftest(self, release: str, models: list[str]) -> None:
         models = sorted(models, key=lambda m: "int8" not in m)
         self.opts.notes.append("ROOT: self-test skipped (the scanner's Python cannot run here); after boot run "
-                               f"`{self.opts.prefix}/venv/bin/python -m edge_sca selftest --model "
+                               f"`{self.opts.prefix}/venv/bin/python -m edge_sca selftest --model-file "
                                f"{self.opts.prefix}/current/{models[0] if models else 'models/<model>.tflite'}`")
 
     def activate(self, release: str) -> None:

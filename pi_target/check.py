@@ -276,7 +276,7 @@ def _selftests(root: Path, cpus: list[Cpu]) -> dict:
     models = sorted(p.name for p in (root / RELEASE.lstrip("/") / "models").glob("*.tflite"))
     for cpu in cpus:
         for m in models:
-            done = run_guest(root, [VENV_PYTHON, "-m", "edge_sca", "selftest", "--model", f"models/{m}", "--json"],
+            done = run_guest(root, [VENV_PYTHON, "-m", "edge_sca", "selftest", "--model-file", f"models/{m}", "--json"],
                              cpu, cwd=RELEASE, env={"PYTHONPATH": RELEASE}, check=False)
             try:
                 r = json.loads(done.stdout[done.stdout.index("{"):])
@@ -319,7 +319,8 @@ def _replay(root: Path, isic: Path, n: int, cpu: Cpu) -> dict:
     folder = root / WORK.lstrip("/") / "isic"
     _replay_folder(isic, folder, n)
     args = ["-m", "edge_sca", "run", "--camera", f"replay:{WORK}/isic", "--split", "test", "--frames", str(n),
-            "--json", "--model", f"{RELEASE}/models/{REPLAY_MODEL}", "--bridge", ""]  # no board, whatever the settings
+            "--json", "--model-file", f"{RELEASE}/models/{REPLAY_MODEL}",
+            "--bridge", ""]  # no board, whatever the settings
     guest_log = root / WORK.lstrip("/") / "audit-arm.jsonl"
     guest_log.unlink(missing_ok=True)
     done = run_guest(root, [VENV_PYTHON, *args, "--audit-log", f"{WORK}/audit-arm.jsonl"], cpu, cwd=RELEASE,

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from edge_sca.cli_common import add_common, emit, run_cli
+from edge_sca.cli_common import ISIC_DIR_HELP, add_command, emit, run_cli
 from pi_target.targets import CPUS, REPORT_DIR, TARGETS
 
 REPO = Path(__file__).resolve().parent.parent
@@ -99,24 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
     def target_opt(s: argparse.ArgumentParser) -> None:
         s.add_argument("--target", action="append", choices=list(TARGETS), help="Pi OS release (default: all)")
 
-    s = sub.add_parser("lock", help="compile requirements/device.in into per-target hashed locks (needs PyPI)")
+    s = add_command(sub, "lock", cmd_lock,
+                    help="compile requirements/device.in into per-target hashed locks (needs PyPI)")
     target_opt(s)
-    add_common(s)
-    s.set_defaults(func=cmd_lock)
 
-    s = sub.add_parser("wheelhouse", help="download the locked aarch64 wheels into data/wheelhouse/ (cached)")
+    s = add_command(sub, "wheelhouse", cmd_wheelhouse,
+                    help="download the locked aarch64 wheels into data/wheelhouse/ (cached)")
     target_opt(s)
-    add_common(s)
-    s.set_defaults(func=cmd_wheelhouse)
 
-    s = sub.add_parser("root", help="build (or reuse) the emulated root(s) under data/pi-target/")
+    s = add_command(sub, "root", cmd_root, help="build (or reuse) the emulated root(s) under data/pi-target/")
     target_opt(s)
     s.add_argument("--force", action="store_true", help="rebuild even when the cached root is current")
-    add_common(s)
-    s.set_defaults(func=cmd_root)
 
-    s = sub.add_parser("check", help="the whole check: root, flash, install, self-test, replay, bench, parity",
-                       description=__import__("pi_target.check").check.__doc__)
+    s = add_command(sub, "check", cmd_check,
+                    help="the whole check: root, flash, install, self-test, replay, bench, parity",
+                    description=__import__("pi_target.check").check.__doc__)
     s.add_argument("--target", default="bookworm", choices=list(TARGETS))
     s.add_argument("--cpu", action="append", choices=list(CPUS),
                    help="emulated Pi (pi4 = cortex-a72, pi5 = cortex-a76; repeatable; default pi4)")
@@ -125,29 +122,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--replay", type=int, default=100, help="ISIC test images replayed through edge_sca run")
     s.add_argument("--workers", type=int, default=2, help="concurrent emulated processes for parity (default 2)")
     s.add_argument("--no-bench", action="store_true", help="skip device_bench.py --quick")
-    s.add_argument("--isic-dir", help="ISIC folder (default: ISIC_DIR, data/isic, ../shared/isic)")
+    s.add_argument("--isic-dir", help=ISIC_DIR_HELP)
     s.add_argument("--out-dir", help=f"report folder (default {REPORT_DIR}/<target>)")
     s.add_argument("--rebuild-root", action="store_true", help="rebuild the root even when the cache is current")
-    add_common(s)
-    s.set_defaults(func=cmd_check)
 
-    s = sub.add_parser("parity", help="Arm-vs-x86 parity alone on the root a pi-check installed, merged into its "
-                       "report (more CPUs or images without redoing the rest)")
+    s = add_command(sub, "parity", cmd_parity,
+                    help="Arm-vs-x86 parity alone on the root a pi-check installed, merged into its "
+                    "report (more CPUs or images without redoing the rest)")
     s.add_argument("--target", default="bookworm", choices=list(TARGETS))
     s.add_argument("--cpu", action="append", choices=list(CPUS), help="emulated Pi (repeatable; default pi4)")
     s.add_argument("--images", type=int, default=200, help="ISIC test images (must match the report's)")
     s.add_argument("--float-images", type=int, help="float32 models on only the first N of them")
     s.add_argument("--workers", type=int, default=2, help="concurrent emulated processes (default 2)")
-    s.add_argument("--isic-dir", help="ISIC folder (default: ISIC_DIR, data/isic, ../shared/isic)")
+    s.add_argument("--isic-dir", help=ISIC_DIR_HELP)
     s.add_argument("--report", help=f"the pi-check.json to merge into (default {REPORT_DIR}/<target>/)")
-    add_common(s)
-    s.set_defaults(func=cmd_parity)
 
-    s = sub.add_parser("docs", help="regenerate the Arm-vs-x86 table of docs/pi-target.md and README.md from a "
-                       "pi-check report")
+    s = add_command(sub, "docs", cmd_docs,
+                    help="regenerate the Arm-vs-x86 table of docs/pi-target.md and README.md from a "
+                    "pi-check report")
     s.add_argument("--report", default=str(REPORT_DIR / "bookworm" / "pi-check.json"))
-    add_common(s)
-    s.set_defaults(func=cmd_docs)
     return p
 
 

@@ -84,7 +84,8 @@ def load_frozen(path: str | Path):
     try:
         graph_def.ParseFromString(Path(path).read_bytes())
     except (OSError, Exception) as exc:  # noqa: BLE001 - protobuf raises its own DecodeError
-        raise ModelError(f"{path}: not a frozen graph written by `python -m quantize import-checkpoint` ({exc})") from exc
+        raise ModelError(f"{path}: not a frozen graph written by `python -m quantize import-checkpoint` "
+                         f"({exc})") from exc
     wrapped = tf.compat.v1.wrap_function(lambda: tf.compat.v1.import_graph_def(graph_def, name=""), [])
     g = wrapped.graph
     return wrapped.prune([g.as_graph_element(INPUT_TENSOR)], [g.as_graph_element(OUTPUT_TENSOR)])

@@ -9,11 +9,23 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from edge_sca.cli_common import add_common, emit, positive_float, positive_int, run_cli  # noqa: E402
+from edge_sca.cli_common import (  # noqa: E402
+    ISIC_DIR_HELP,
+    add_command,
+    add_model_option,
+    add_option,
+    emit,
+    model_file,
+    positive_float,
+    positive_int,
+    run_cli,
+)
 from edge_sca.contract import MODEL_NAMES  # noqa: E402
 from edge_sca.devpaths import MODELS_DIR  # noqa: E402
 from edge_sca.errors import EdgeScaError  # noqa: E402
 from edge_sca.policy import TARGET_SENSITIVITY  # noqa: E402
+
+SPLITS = ("test", "val", "train", "calibration", "all")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -46,7 +58,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from edge_sca.isic import resolve_isic_dir
     from quantize.train import TrainConfig, train
 
-    cfg = TrainConfig(model=args.model, isic_dir=str(resolve_isic_dir(args.isic_dir)), out_dir=args.out_dir,
+    cfg = TrainConfig(model=args.model, isic_dir=str(resolve_isic_dir(args.isic_dir)), out_dir=args.models_dir,
                       epochs=args.epochs, steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
                       train_size=args.image_size, final_epochs=args.final_epochs or 0, lr=args.lr,
                       weight_decay=args.weight_decay, label_smoothing=args.label_smoothing, seed=args.seed,
@@ -108,10 +120,12 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
+    from edge_sca.contract import model_stem
     from edge_sca.isic import resolve_isic_dir
     from quantize.source_report import markdown, source_report
 
-    reports = source_report(args.model, resolve_isic_dir(args.isic_dir), args.out_dir)
+    files = args.model_file or [Path(args.models_dir) / f"{model_stem(name)}.keras" for name in args.model]
+    reports = source_report(files, resolve_isic_dir(args.isic_dir), args.out_dir)
     emit(reports, args.json, lambda r: markdown(list(r.values())))
     return 0
 
@@ -131,7 +145,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from edge_sca.isic import resolve_isic_dir
     from quantize.evaluate import evaluate
 
-    result = evaluate(args.model, resolve_isic_dir(args.isic_dir), args.split, args.skip_bad, args.threshold)
+    result = evaluate(model_file(args, "keras"), resolve_isic_dir(args.isic_dir), args.split, args.skip_bad,
+                      args.threshold)
     emit(result, args.json, _fmt_eval)
     return 0
 
@@ -235,7 +250,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
     data = load_split(folder, args.split, skip_bad=args.skip_bad)
     result, probs = measure(paths, data)
     result.update(model=args.model, split=args.split, isic_dir=str(folder.root))
-    out = Path(args.out_dir) if args.out_dir else Path(args.reports_dir) / args.model / f"{folder.root.name}-{args.split}"
+    out = (Path(args.out_dir) if args.out_dir
+           else Path(args.reports_dir) / args.model / f"{folder.root.name}-{args.split}")
     write_report(result, probs, data.y, out, f"CancerNet-SCa-{args.model.upper()}: drift on {folder.root.name} "
                  f"({args.split})")
     q = result["int8_vs_float32"]
@@ -309,7 +325,7 @@ def cmd_input_evaluate(args: argparse.Namespace) -> int:
     from quantize.input_eval import evaluate, write
 
     isic, extra, reports = _checks_paths(args)
-    result = evaluate(load_input_checks(args.checks), isic, extra, Path(args.model), args.frames, args.extra_frames)
+    result = evaluate(load_input_checks(args.checks), isic, extra, model_file(args), args.frames, args.extra_frames)
     md = write(result, reports)
     emit(result, args.json, lambda r: (
         f"non-dermoscopy RETAKE {r['pooled']['all']['retake']:.2%} of {r['pooled']['all']['n']} (held-out kinds "
@@ -323,8 +339,9 @@ def cmd_input_drift(args: argparse.Namespace) -> int:
     from quantize.drift_demo import default_replays, run_replays, write
 
     isic, extra, reports = _checks_paths(args)
-    rows = run_replays(Path(args.model), default_replays(isic, extra, args.extra_frames))
-    result, md = write(Path(args.model), rows, reports)
+    model = model_file(args)
+    rows = run_replays(model, default_replays(isic, extra, args.extra_frames))
+    result, md = write(model, rows, reports)
     emit(result, args.json, lambda r: "\n".join(
         f"{x['replay']}: {x['input_drift']['n']} judged, max PSI "
         f"{max(v['psi'] for v in x['input_drift']['stats'].values()):.3f}, "
@@ -335,67 +352,71 @@ def cmd_input_drift(args: argparse.Namespace) -> int:
 def _add_input_check_options(s: argparse.ArgumentParser) -> None:
     from edge_sca.devpaths import REPO_ROOT
 
-    s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
+    s.add_argument("--isic-dir", help=ISIC_DIR_HELP)
     s.add_argument("--extra-dir", default=str(REPO_ROOT.parent / "shared" / "isic_extra"),
                    help="a second ISIC-layout folder of dermoscopy from other sources (default ../shared/isic_extra)")
     s.add_argument("--no-extra", action="store_true", help="do without --extra-dir")
+    s.add_argument("--models-dir", default=str(MODELS_DIR),
+                   help="the int8 models (fit: each one's p(malignant) reference is stored; default models/)")
     s.add_argument("--reports-dir", default=str(REPO_ROOT / "reports" / "input_checks"),
                    help="where focus.{png,json}, evaluation.{json,md} and drift.{json,md} go")
-    add_common(s)
 
 
 def _add_input_checks(sub: argparse._SubParsersAction) -> None:
-    from edge_sca.contract import INPUT_CHECKS_FILE, model_stem
-    from edge_sca.devpaths import MODELS_DIR
+    from edge_sca.contract import INPUT_CHECKS_FILE
 
     default_out = MODELS_DIR / INPUT_CHECKS_FILE
-    default_model = MODELS_DIR / f"{model_stem('b')}_int8.tflite"
     p = sub.add_parser("input-checks", help="fit / evaluate the scanner's input checks and show input drift",
                        description="The focus and grayscale thresholds, the 'not a dermoscopy frame' check and the "
                        "input drift reference, all in models/input_checks.json (see docs/input-checks.md).")
     cmds = p.add_subparsers(title="input-checks commands")
-    s = cmds.add_parser("fit", help="measure the focus curve, fit the checks, write models/input_checks.json",
-                        description="Focus threshold from ISIC test images blurred at capture size (curve in "
-                        "reports/input_checks/focus.png), grayscale threshold, the not-dermoscopy check (fitted on "
-                        "ISIC train + half of isic_extra against generated frames), and the drift reference (ISIC "
-                        "train, and p(malignant) on val for each int8 model in --models-dir). A few minutes on 2 "
-                        "cores.")
+    s = add_command(cmds, "fit", cmd_input_fit,
+                    help="measure the focus curve, fit the checks, write models/input_checks.json",
+                    description="Focus threshold from ISIC test images blurred at capture size (curve in "
+                    "reports/input_checks/focus.png), grayscale threshold, the not-dermoscopy check (fitted on "
+                    "ISIC train + half of isic_extra against generated frames), and the drift reference (ISIC "
+                    "train, and p(malignant) on val for each int8 model in --models-dir). A few minutes on 2 "
+                    "cores.")
     s.add_argument("--out", default=str(default_out), help=f"the file to write (default {default_out})")
-    s.add_argument("--models-dir", default=str(MODELS_DIR), help="int8 models whose p(malignant) reference to store")
     s.add_argument("--components", type=positive_int, default=6, help="Gaussian mixture components (default 6)")
     s.add_argument("--linear", action="store_true", help="logistic regression on the features only, no products")
     s.add_argument("--negatives", type=positive_int, default=400, help="generated frames per fitted kind")
     s.add_argument("--p-reference-only", action="store_true",
                    help="only recompute the p(malignant) references in --out (after the models were re-converted)")
     _add_input_check_options(s)
-    s.set_defaults(func=cmd_input_fit)
 
-    s = cmds.add_parser("evaluate", help="refusal rates on every ISIC source and every non-dermoscopy kind, and cost",
-                        description="Writes reports/input_checks/evaluation.{json,md}.")
+    s = add_command(cmds, "evaluate", cmd_input_evaluate,
+                    help="refusal rates on every ISIC source and every non-dermoscopy kind, and cost",
+                    description="Writes reports/input_checks/evaluation.{json,md}.")
     s.add_argument("--checks", default=str(default_out), help="the input checks file to evaluate")
-    s.add_argument("--model", default=str(default_model), help="int8 model whose invoke the check is timed against")
+    add_model_option(s, "int8 model whose invoke the check is timed against (default b)", default="b",
+                     file_help="an int8 .tflite file instead")
     s.add_argument("--frames", type=positive_int, default=300, help="frames per non-dermoscopy kind (default 300)")
     s.add_argument("--extra-frames", type=positive_int, default=2000, help="isic_extra held-out images to judge")
     _add_input_check_options(s)
-    s.set_defaults(func=cmd_input_evaluate)
 
-    s = cmds.add_parser("drift", help="replay the ISIC test split and other sources; report the input drift",
-                        description="Writes reports/input_checks/drift.{json,md}.")
-    s.add_argument("--model", default=str(default_model), help="int8 model to run")
+    s = add_command(cmds, "drift", cmd_input_drift,
+                    help="replay the ISIC test split and other sources; report the input drift",
+                    description="Writes reports/input_checks/drift.{json,md}.")
+    add_model_option(s, "int8 model to run (default b)", default="b", file_help="an int8 .tflite file instead")
     s.add_argument("--extra-frames", type=positive_int, default=1000, help="isic_extra images to replay")
     _add_input_check_options(s)
-    s.set_defaults(func=cmd_input_drift)
 
 
 def _add_convert_options(s: argparse.ArgumentParser) -> None:
     from quantize.pipeline import default_reports_dir
 
-    s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
+    s.add_argument("--isic-dir", help=ISIC_DIR_HELP)
     s.add_argument("--models-dir", default=str(MODELS_DIR), help="where <stem>.keras is read and .tflite written")
     s.add_argument("--reports-dir", default=str(default_reports_dir()), help="reports go to <dir>/<model>/")
     s.add_argument("--calibration-size", type=positive_int, help="override the recipe's calibration size: a "
-                   "stratified subset of the calibration column, or of train when the metadata has no calibration column")
+                   "stratified subset of the calibration column, or of train when the metadata has no calibration "
+                   "column")
     s.add_argument("--io", choices=("int8", "uint8"), default="int8", help="int8 model input/output type")
+    _add_skip_bad(s)
+
+
+def _add_skip_bad(s: argparse.ArgumentParser) -> None:
     s.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad rows, counting them")
 
 
@@ -419,28 +440,27 @@ def build_parser() -> argparse.ArgumentParser:
         "calibration and conversion, drift reports. Research tool, not a diagnosis."))
     sub = p.add_subparsers(title="commands")
 
-    s = sub.add_parser("models", help="parameter counts and multiply-accumulates of each architecture at 224x224")
-    s.add_argument("--model", action="append", choices=MODEL_NAMES, help="only this model (repeatable)")
-    add_common(s)
-    s.set_defaults(func=cmd_models)
+    s = add_command(sub, "models", cmd_models,
+                    help="parameter counts and multiply-accumulates of each architecture at 224x224")
+    add_model_option(s, "only this model (repeatable)", repeat=True)
 
-    s = sub.add_parser("summary", help="the trained models' val / test metrics beside the paper's (Markdown)",
-                       description="Read models/<name>.json (written by `quantize train`) and print val and test "
-                       "accuracy, balanced accuracy, sensitivity, specificity, PPV and AUROC at the recorded "
-                       "threshold, with epochs and core hours (wall hours x training threads, over every "
-                       "stage), beside the paper's Table 1 (accuracy, sensitivity, PPV on its balanced test set).")
-    s.add_argument("--model", action="append", choices=MODEL_NAMES, help="only this model (repeatable)")
+    s = add_command(sub, "summary", cmd_summary,
+                    help="the trained models' val / test metrics beside the paper's (Markdown)",
+                    description="Read models/<name>.json (written by `quantize train`) and print val and test "
+                    "accuracy, balanced accuracy, sensitivity, specificity, PPV and AUROC at the recorded "
+                    "threshold, with epochs and core hours (wall hours x training threads, over every "
+                    "stage), beside the paper's Table 1 (accuracy, sensitivity, PPV on its balanced test set).")
+    add_model_option(s, "only this model (repeatable)", repeat=True)
     s.add_argument("--models-dir", default=str(MODELS_DIR), help="where the .json records are")
-    add_common(s)
-    s.set_defaults(func=cmd_summary)
 
-    s = sub.add_parser("train", help="train a model on an ISIC folder (resumable)", description=(
+    s = add_command(sub, "train", cmd_train, help="train a model on an ISIC folder (resumable)", description=(
         "Train on the train split, select the best epoch by validation AUROC, choose the threshold on val for 90%% "
         "malignant sensitivity, and write models/<name>.keras with a JSON record. Each epoch is STEPS balanced "
         "batches; a checkpoint is written every epoch and --resume continues a stopped run."))
-    s.add_argument("--model", required=True, choices=MODEL_NAMES)
-    s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
-    s.add_argument("--out-dir", default=str(MODELS_DIR), help="where the model, record and checkpoints go")
+    add_model_option(s, "the architecture to train", required=True)
+    s.add_argument("--isic-dir", help=ISIC_DIR_HELP)
+    add_option(s, "--models-dir", old=("--out-dir",), default=str(MODELS_DIR),
+               help="where the model, its record and the checkpoints go (default models/)")
     s.add_argument("--epochs", type=positive_int, default=30)
     s.add_argument("--steps-per-epoch", type=positive_int, default=100, help="balanced batches per epoch")
     s.add_argument("--batch-size", type=positive_int, default=64)
@@ -454,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--limit", type=int, help="use only the first N images of each class per split (quick runs)")
     s.add_argument("--threads", type=positive_int, help="TensorFlow intra-op threads (default: all cores)")
-    s.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad rows, counting them")
+    _add_skip_bad(s)
     s.add_argument("--extra-isic-dir", action="append", metavar="DIR",
                    help="another ISIC folder whose train rows join the training set (repeatable; e.g. "
                    "../shared/isic_extra); val, test and the threshold stay on --isic-dir")
@@ -479,31 +499,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init-from", metavar="MODEL.keras",
                    help="start a new run from this model's weights (a second stage, e.g. fine-tuning at 224); "
                         "its JSON record is kept in the new record")
-    add_common(s)
-    s.set_defaults(func=cmd_train)
 
-    s = sub.add_parser("evaluate", help="score a .keras or .tflite model on a labelled ISIC folder", description=(
+    s = add_command(sub, "evaluate", cmd_evaluate,
+                    help="score a .keras or .tflite model on a labelled ISIC folder", description=(
         "Accuracy, balanced accuracy, sensitivity, specificity, PPV, AUROC and the confusion matrix at the model's "
         "threshold (the .tflite manifest's, or the .keras training record's; 0.5 when there is none). .tflite "
         "files run through edge_sca's runtime, the device's own code path."))
-    s.add_argument("--model", required=True, help="a .keras, .tflite or imported .pb file")
-    s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
-    s.add_argument("--split", default="test", choices=("test", "val", "train", "calibration", "all"),
+    add_model_option(s, "a trained model: <models-dir>/<stem>.keras", required=True,
+                     file_help="a .keras, .tflite or imported .pb file instead")
+    s.add_argument("--models-dir", default=str(MODELS_DIR), help="where the .keras model is (default models/)")
+    s.add_argument("--isic-dir", help=ISIC_DIR_HELP)
+    s.add_argument("--split", default="test", choices=SPLITS,
                    help="subset to score; `all` scores every image (use it when the metadata has no split column)")
     s.add_argument("--threshold", type=float, help="decide at this threshold instead of the model's own")
-    s.add_argument("--skip-bad", action="store_true", help="skip unreadable images and bad rows, counting them")
-    add_common(s)
-    s.set_defaults(func=cmd_evaluate)
+    _add_skip_bad(s)
 
-    s = sub.add_parser("convert", help="calibrate and convert to float32 + int8 .tflite, drift report, budgets",
-                       description=(
+    s = add_command(sub, "convert", cmd_convert,
+                    help="calibrate and convert to float32 + int8 .tflite, drift report, budgets",
+                    description=(
         "What `make quantize` runs, in stages: calibrate (the recipe's images), quantize (float32 .tflite from "
         "the trained model; int8 by the recipe: post-training quantisation, or quantisation-aware fine-tuning "
         "then conversion) and validate (drift of int8 against float32 on val + test, each split reported, and "
         "the budgets of quantize/budgets.py; exit 1 when one is broken). Models (input_1 / probs) and manifests "
         "go to --models-dir, reports to --reports-dir/<model>/. A re-run with unchanged inputs reuses what it "
         "built, the fine-tuned model (models/<stem>_qat.keras) included."))
-    s.add_argument("--model", action="append", choices=MODEL_NAMES, help="model to convert (repeatable; default b, c)")
+    add_model_option(s, "model to convert (repeatable; default b, c)", repeat=True)
     _add_convert_options(s)
     _add_recipe_options(s)
     s.add_argument("--variants", help="extra variants, comma-separated: float16,dynamic")
@@ -512,92 +532,83 @@ def build_parser() -> argparse.ArgumentParser:
                       help="leave these layers (output tensor names, from `python -m quantize debug`) in float")
     keep.add_argument("--keep-float-auto", action="store_true",
                       help="when over budget, diagnose and leave the worst layers in float")
-    add_common(s)
-    s.set_defaults(func=cmd_convert)
 
-    s = sub.add_parser("compare", help="every recipe on every model: drift on val and test, size (a table)",
-                       description=(
+    s = add_command(sub, "compare", cmd_compare,
+                    help="every recipe on every model: drift on val and test, size (a table)",
+                    description=(
         "Build each --recipe's int8 model of each --model into --build-dir/<recipe>/ (the shipped models are not "
         "touched) and measure it against the float32 model on val, test and both; writes methods.json and "
         "methods.md to --reports-dir. Time the built files with `python -m benchmarks.int8_latency`."))
-    s.add_argument("--model", action="append", choices=MODEL_NAMES, help="model (repeatable; default b, c)")
+    add_model_option(s, "model (repeatable; default b, c)", repeat=True)
     s.add_argument("--recipe", action="append", help="recipe name or .json path (repeatable; default ptq, "
                    "ptq_calib2000, qat)")
     s.add_argument("--build-dir", help="where the int8 models are built (default build/quantize/methods)")
     s.add_argument("--threads", type=positive_int, help="TensorFlow threads for quantisation-aware fine-tuning")
     _add_convert_options(s)
-    add_common(s)
-    s.set_defaults(func=cmd_compare)
 
-    s = sub.add_parser("drift", help="float vs int8 drift of converted models on any labelled ISIC folder")
-    s.add_argument("--model", required=True, choices=MODEL_NAMES)
-    s.add_argument("--split", default="test", choices=("test", "val", "train", "calibration", "all"))
-    s.add_argument("--out-dir", "--out", dest="out_dir",
-                   help="report folder (default: <reports-dir>/<model>/<folder>-<split>; --out: the old spelling)")
+    s = add_command(sub, "drift", cmd_drift, help="float vs int8 drift of converted models on any labelled ISIC folder")
+    add_model_option(s, "the converted model to measure", required=True)
+    s.add_argument("--split", default="test", choices=SPLITS)
+    add_option(s, "--out-dir", old=("--out",), help="report folder (default: <reports-dir>/<model>/<folder>-<split>)")
     _add_convert_options(s)
-    add_common(s)
-    s.set_defaults(func=cmd_drift)
 
-    s = sub.add_parser("debug", help="per-layer int8 error (TFLite QuantizationDebugger) on calibration images")
-    s.add_argument("--model", required=True, choices=MODEL_NAMES)
+    s = add_command(sub, "debug", cmd_debug,
+                    help="per-layer int8 error (TFLite QuantizationDebugger) on calibration images")
+    add_model_option(s, "the model whose layers to measure", required=True)
     s.add_argument("--images", type=positive_int, default=16, help="calibration images to run (default 16)")
     s.add_argument("--top", type=positive_int, default=10, help="layers to print (all go to layers.json)")
     _add_convert_options(s)
-    add_common(s)
-    s.set_defaults(func=cmd_debug)
 
-    s = sub.add_parser("pack", help="a smaller copy of an ISIC folder (for training where the full one cannot go)",
-                       description="Squash-resize every image to --size (copying those already that small), "
-                       "optionally cap train rows per source and class, and write an ordinary ISIC folder with a "
-                       "PACK.json record. Used to send training data to a lent accelerator machine.")
+    s = add_command(sub, "pack", cmd_pack,
+                    help="a smaller copy of an ISIC folder (for training where the full one cannot go)",
+                    description="Squash-resize every image to --size (copying those already that small), "
+                    "optionally cap train rows per source and class, and write an ordinary ISIC folder with a "
+                    "PACK.json record. Used to send training data to a lent accelerator machine.")
     s.add_argument("--isic-dir", required=True, help="the ISIC folder to pack")
-    s.add_argument("--out-dir", "--out", dest="out_dir", required=True, help="new, empty folder for the packed copy")
+    add_option(s, "--out-dir", old=("--out",), required=True, help="new, empty folder for the packed copy")
     s.add_argument("--size", type=int, default=128, help="square side of the stored images (default 128)")
     s.add_argument("--quality", type=int, default=85, help="JPEG quality of re-encoded images (default 85)")
     s.add_argument("--max-train-per-group", type=int, help="keep at most this many train rows per source and class")
     s.add_argument("--splits", default="train,val,test", help="splits to keep, comma-separated (default all)")
-    add_common(s)
-    s.set_defaults(func=cmd_pack)
 
-    s = sub.add_parser("sources", help="per-source metrics of models on val, test and val+test (reports for docs)",
-                       description="Score each model on the val and test splits and report every metric per image "
-                       "source (the metadata's dataset column) and pooled, at the model's own threshold; check issue "
-                       "14's targets on val+test; run the resolution shortcut check (HAM10000 val images degraded to "
-                       "84x84 and back must not score higher). Writes <out>/<model>.json and <out>/sources.md.")
-    s.add_argument("--model", action="append", required=True, help="a .keras or .tflite model (repeatable)")
-    s.add_argument("--isic-dir", help="ISIC folder (default: $ISIC_DIR, data/isic, ../shared/isic)")
-    s.add_argument("--out-dir", "--out", dest="out_dir", default="reports/sources",
-                   help="report folder (default reports/sources)")
-    add_common(s)
-    s.set_defaults(func=cmd_sources)
+    s = add_command(sub, "sources", cmd_sources,
+                    help="per-source metrics of models on val, test and val+test (reports for docs)",
+                    description="Score each model on the val and test splits and report every metric per image "
+                    "source (the metadata's dataset column) and pooled, at the model's own threshold; check issue "
+                    "14's targets on val+test; run the resolution shortcut check (HAM10000 val images degraded to "
+                    "84x84 and back must not score higher). Writes <out>/<model>.json and <out>/sources.md.")
+    add_model_option(s, "a trained model: <models-dir>/<stem>.keras (repeatable)", repeat=True, required=True,
+                     file_help="a .keras or .tflite model file instead (repeatable)")
+    s.add_argument("--models-dir", default=str(MODELS_DIR), help="where the .keras models are (default models/)")
+    s.add_argument("--isic-dir", help=ISIC_DIR_HELP)
+    add_option(s, "--out-dir", old=("--out",), default="reports/sources",
+               help="report folder (default reports/sources)")
 
-    s = sub.add_parser("recalibrate", help="re-check the decision threshold on a site's own labelled captures",
-                       description="Score a folder of the site's own labelled captures (ISIC layout: images plus "
-                       "metadata.csv with isic_id and benign_malignant) with every .tflite model, report sensitivity "
-                       "and specificity at the current threshold with Wilson 95%% intervals, and propose the highest "
-                       "threshold giving the target sensitivity there. Refuses (exit 2, nothing written) when there "
-                       "are too few malignant or benign images, saying how many are needed. Writes copies of the "
-                       "models with new manifests to --out-dir, for `make bundle MODELS_DIR=<out-dir>`.")
+    s = add_command(sub, "recalibrate", cmd_recalibrate,
+                    help="re-check the decision threshold on a site's own labelled captures",
+                    description="Score a folder of the site's own labelled captures (ISIC layout: images plus "
+                    "metadata.csv with isic_id and benign_malignant) with every .tflite model, report sensitivity "
+                    "and specificity at the current threshold with Wilson 95%% intervals, and propose the highest "
+                    "threshold giving the target sensitivity there. Refuses (exit 2, nothing written) when there "
+                    "are too few malignant or benign images, saying how many are needed. Writes copies of the "
+                    "models with new manifests to --out-dir, for `make bundle MODELS_DIR=<out-dir>`.")
     s.add_argument("--isic-dir", required=True, help="the site's labelled captures, in the ISIC folder layout")
     s.add_argument("--models-dir", default=str(MODELS_DIR), help="where the .tflite models and manifests are")
     s.add_argument("--out-dir", default="data/site-models",
                    help="folder for the models with recalibrated manifests (default data/site-models)")
-    s.add_argument("--model", action="append", choices=MODEL_NAMES, help="only this architecture (repeatable)")
+    add_model_option(s, "only this model (repeatable)", repeat=True)
     s.add_argument("--target-sensitivity", type=float, default=TARGET_SENSITIVITY,
                    help="malignant sensitivity the proposed threshold must reach (default %(default)s)")
     s.add_argument("--split", default="all", choices=("all", "train", "val", "test"),
                    help="which rows of the folder to use (default all)")
-    add_common(s)
-    s.set_defaults(func=cmd_recalibrate)
 
-    s = sub.add_parser("import-checkpoint", help="turn an original CancerNet-SCa TF 1.x checkpoint into a .pb",
-                       description=("Restores model.meta + model-N.*, freezes keras_learning_phase to 0 and writes a "
-                                    "frozen graph input_1 -> probs/Softmax. Put it at models/cancernet_sca_<m>.pb "
-                                    "and `convert` uses it when there is no .keras."))
+    s = add_command(sub, "import-checkpoint", cmd_import_checkpoint,
+                    help="turn an original CancerNet-SCa TF 1.x checkpoint into a .pb",
+                    description=("Restores model.meta + model-N.*, freezes keras_learning_phase to 0 and writes a "
+                    "frozen graph input_1 -> probs/Softmax. Put it at models/cancernet_sca_<m>.pb "
+                    "and `convert` uses it when there is no .keras."))
     s.add_argument("checkpoint_dir", help="folder with model.meta, model-N.index, model-N.data-*")
     s.add_argument("--out", required=True, help="output .pb path")
-    add_common(s)
-    s.set_defaults(func=cmd_import_checkpoint)
     _add_input_checks(sub)
     return p
 

@@ -89,6 +89,7 @@ def _convert(model, variant: str, calib_pixels: np.ndarray | None = None, io: st
         raise ValueError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
     if variant == "int8":
         conv = _int8_converter(model, calib_pixels, io, per_channel)
+        assert calib_pixels is not None  # _int8_converter refuses a conversion without calibration images
         if keep_float:
             return name_io(_convert_keeping_float(conv, calib_pixels, keep_float, io))
         if ActivationRanges(ranges) is ActivationRanges.MSE:

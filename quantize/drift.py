@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def compare(probs: dict[str, np.ndarray], data: Arrays, threshold: float, sizes:
     flipped = flips(data.ids, y, p_f, p_q, s)
     drift = Drift(agreement, flipped["missed_cancers"], int((y == 1).sum()), d_sens, d_auroc, size_ratio)
     budgets = check_budgets(drift)
-    result = {
+    result: dict[str, Any] = {
         "threshold": float(threshold), "n": int(len(y)), "counts": data.counts(), "metrics": metrics,
         "int8_vs_float32": {"agreement": agreement, "delta_sensitivity": d_sens,
                             "delta_specificity": metrics["int8"]["specificity"] - metrics["float32"]["specificity"],

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sca.fileio import atomic_path
+
 log = logging.getLogger(__name__)
 
 
@@ -55,9 +57,8 @@ class WeightAverage:
     def save(self) -> None:
         if self.weights is None:
             return
-        tmp = self.path.with_suffix(".tmp.npz")
-        np.savez(tmp, *self.weights, updates=np.array(self.updates))
-        tmp.replace(self.path)
+        with atomic_path(self.path, suffix=".npz") as tmp:  # np.savez would add .npz to a name without it
+            np.savez(tmp, *self.weights, updates=np.array(self.updates))
 
     def load(self) -> None:
         """Restore a saved average (a resumed run continues it); nothing to do when none was saved."""

@@ -7,9 +7,9 @@ dequantisation of the output, manifest check); .keras files through Keras on the
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 

@@ -50,8 +50,9 @@ def write_model(tflite_bytes: bytes, out_path: str | Path, architecture: str, va
     data = {
         "format": MANIFEST_FORMAT, "model_file": out_path.name, "sha256": sha256_bytes(tflite_bytes),
         "size_bytes": len(tflite_bytes), "architecture": architecture, "variant": variant,
-        "input": input_spec(runtime.dtype), "output": {"name": OUTPUT_NAME, "dtype": np.dtype(runtime.output["dtype"]).name,
-                                                       "softmax_over": list(CLASS_NAMES)},
+        "input": input_spec(runtime.dtype),
+        "output": {"name": OUTPUT_NAME, "dtype": np.dtype(runtime.output["dtype"]).name,
+                   "softmax_over": list(CLASS_NAMES)},
         "class_names": list(CLASS_NAMES), "threshold": float(threshold), "reference_vectors": refs,
         "created": now_iso(), "git_commit": git_commit(), "tool_versions": tool_versions(),
     }

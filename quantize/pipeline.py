@@ -222,8 +222,8 @@ def int8_source(job: Job):
         raise ModelError(f"{job.keras_path.name}: quantisation-aware fine-tuning needs a Keras model; use "
                          "--recipe ptq for an imported checkpoint")
     train = load_split(job.folder, "train", skip_bad=job.options.skip_bad)
-    assert job.recipe.qat is not None  # parse() guarantees it for method qat
     recipe = job.recipe
+    assert recipe.qat is not None  # parse() guarantees it for method qat
     tuned, record = fine_tune(model, job.keras_path, train, job.calib.x, job.calib.ids, recipe.qat, recipe.seed,
                               qat_paths(job.out_dir, job.stem, recipe.name), recipe.as_dict(), job.threshold,
                               job.options.threads,

@@ -57,7 +57,7 @@ def tool_versions() -> dict[str, str]:
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def write_json(path: Path, obj: dict) -> None:

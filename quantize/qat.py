@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sca.errors import ModelError
-from edge_sca.fileio import sha256_file
+from edge_sca.fileio import atomic_path, sha256_file
 from edge_sca.preprocess import to_float
 from edge_sca.progress import Progress
 from quantize.data import Arrays
@@ -151,7 +151,8 @@ class _Trainer:
         return state
 
 
-def twin_ranges(model, calib_pixels: np.ndarray, ranges: str = "minmax", seed: int = 0) -> dict[str, tuple[float, float]]:
+def twin_ranges(model, calib_pixels: np.ndarray, ranges: str = "minmax",
+                seed: int = 0) -> dict[str, tuple[float, float]]:
     """The activation grids of a post-training conversion on the same calibration images with the recipe's
     activation ranges (what the final conversion will choose, up to the small change fine-tuning makes)."""
     from quantize.convert import convert
@@ -187,8 +188,8 @@ def fine_tune(model, source_path: Path, train: Arrays, range_pixels: np.ndarray,
     source_sha = sha256_file(source_path)
     act_ranges = str(recipe.get("activation_ranges", "minmax"))
     key = settings_key(source_sha, settings, seed, ids_sha(train_ids), ids_sha(range_ids), threshold, act_ranges)
-    for where in (paths, reuse_from):
-        record = reusable(where, key) if where else None
+    for where in [p for p in (paths, reuse_from) if p is not None]:
+        record = reusable(where, key)
         if record is not None:
             log.info("%s is up to date (key %s); reusing it", where["model"], key[:12])
             return keras.models.load_model(where["model"], compile=False), record
@@ -288,9 +289,8 @@ def _record(source_path: Path, source_sha: str, key: str, settings: QatSettings,
 
 
 def _save_model(tuned, paths: dict[str, Path], record: dict) -> None:
-    tmp = paths["model"].with_suffix(".tmp.keras")
-    tuned.save(tmp)
-    tmp.replace(paths["model"])
+    with atomic_path(paths["model"], suffix=".keras") as tmp:  # Keras insists on the extension
+        tuned.save(tmp)
     record["artifact"] = paths["model"].name
     record["sha256"] = sha256_file(paths["model"])
     write_json(paths["record"], record)

@@ -56,9 +56,9 @@ def _stat_tensors(model_obj) -> list[int]:
 
 def _samples(calibrated: bytes, indices: list[int], calib_pixels: np.ndarray, seed: int) -> dict[int, np.ndarray]:
     """Run the calibrated float graph over the calibration images; a sample of each recorded tensor's values."""
-    from edge_sca.interpreter import interpreter_class
-
     import warnings
+
+    from edge_sca.interpreter import interpreter_class
 
     cls, _ = interpreter_class()
     with warnings.catch_warnings():  # "for debugging purposes only": reading every tensor is the point here

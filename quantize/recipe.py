@@ -1,7 +1,8 @@
 """Quantisation recipes: how a float model becomes int8, as a reviewable data file (quantize/recipes/<name>.json).
 
 A recipe names the method (post-training quantisation, or quantisation-aware fine-tuning followed by it), the
-calibration set, the weight granularity, the activation ranges (min / max or MSE), the bias correction and the seed, plus the fine-tuning settings for QAT.
+calibration set, the weight granularity, the activation ranges (min / max or MSE), the bias correction and the seed,
+plus the fine-tuning settings for QAT.
 Everything that changes the int8 bytes is in the file, the file's hash is in every manifest and report, and the
 same recipe on the same float model gives the same int8 model.
 """

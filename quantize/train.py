@@ -201,7 +201,7 @@ def train(cfg: TrainConfig, resume: bool = False, finalize_only: bool = False) -
                          f"{paths['ckpt']} to start afresh")
     paths["ckpt"].mkdir(parents=True, exist_ok=True)
     if model is None and cfg.init_from and not finalize_only:
-        model, state.lineage = _initial_model(cfg), _lineage(cfg)
+        model, state.lineage = _initial_model(cfg, cfg.init_from), _lineage(cfg)
     train_full, val_full = load_training_data(cfg, folder)
     log.info("train %s, val %s", train_full.source_counts(), val_full.source_counts())
     ema = WeightAverage(cfg.ema_decay, paths["ema"]) if cfg.ema_decay else None
@@ -227,11 +227,11 @@ def _load_checkpoint(cfg: TrainConfig, paths: dict[str, Path]):
     return state, model
 
 
-def _initial_model(cfg: TrainConfig):
+def _initial_model(cfg: TrainConfig, init_from: str):
     """The --init-from model, checked to be the same architecture, rebuilt at the first epoch's size."""
     import keras
 
-    path = Path(cfg.init_from)
+    path = Path(init_from)
     if not path.exists():
         raise SystemExit(f"--init-from {path}: no such file; give a .keras model written by `quantize train`")
     try:
@@ -254,7 +254,7 @@ def _lineage(cfg: TrainConfig) -> dict | None:
     if not cfg.init_from:
         return None
     path = Path(cfg.init_from)
-    out = {"path": str(path), "sha256": sha256_file(path)}
+    out: dict[str, Any] = {"path": str(path), "sha256": sha256_file(path)}
     record = path.with_suffix(".json")
     if record.exists():
         prior = json.loads(record.read_text())

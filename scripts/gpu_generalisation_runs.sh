@@ -30,7 +30,7 @@ run() {  # name, model, then options; fine-tunes the shipped model unless the op
   local init="--init-from ../models/cancernet_sca_$model.keras"
   if [ "${1:-}" = "--scratch" ]; then init=""; shift; fi
   timeout "$LIMIT" python3 -m quantize train --model "$model" $init \
-    --out-dir /tmp/runs/$name $common "$@" > /tmp/logs/$name.log 2>&1 &
+    --models-dir /tmp/runs/$name $common "$@" > /tmp/logs/$name.log 2>&1 &
 }
 run b_full b $full --snapshot-every 4
 run c_full c $full --snapshot-every 4

@@ -10,7 +10,6 @@ import pytest
 from quantize.architectures import PAPER_BUDGETS, build_model, count_macs
 
 
-
 @pytest.mark.parametrize("name", ["b", "c"])
 def test_budgets_within_five_percent_of_the_paper(name):
     model = build_model(name)

@@ -26,7 +26,7 @@ def _folder(random_models, dst):
 def test_two_builds_in_one_run_with_ratios_and_checks(random_models, tmp_path, capsys):
     base, other = _folder(random_models, tmp_path / "ptq"), _folder(random_models, tmp_path / "qat")
     rc = int8_latency.main([str(base), str(other), "--model", "b", "--rounds", "2", "--runs", "3", "--warmup", "1",
-                            "--out", str(tmp_path / "out"), "--json", "-q"])
+                            "--out-dir", str(tmp_path / "out"), "--json", "-q"])
     result = json.loads(capsys.readouterr().out)
     (model,) = result["models"]
     files = model["files"]
@@ -47,5 +47,5 @@ def test_a_float_model_is_not_integer_only(random_models):
 
 def test_missing_build_is_named(random_models, tmp_path, capsys):
     base = _folder(random_models, tmp_path / "ptq")
-    rc = int8_latency.main([str(base), str(tmp_path / "nothing"), "--model", "b", "--out", str(tmp_path / "o")])
+    rc = int8_latency.main([str(base), str(tmp_path / "nothing"), "--model", "b", "--out-dir", str(tmp_path / "o")])
     assert rc == 2 and "nothing/cancernet_sca_b_int8.tflite" in capsys.readouterr().err

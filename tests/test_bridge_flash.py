@@ -36,7 +36,7 @@ current = sys.argv[1]
 model = open(os.path.join(current, "models/cancernet_sca_b_int8.tflite"), "rb").read()
 if b"crash" in model:
     os.chdir(current)
-    os.execv(sys.executable, [sys.executable, "-m", "edge_sca", "run", "--model",
+    os.execv(sys.executable, [sys.executable, "-m", "edge_sca", "run", "--model-file",
                               "models/cancernet_sca_b_int8.tflite", "--camera", "synthetic"])
 sys.path.insert(0, current)
 from edge_sca.sdnotify import Notifier

@@ -290,9 +290,7 @@ def test_modes_are_explicit_whatever_the_umask(root, keys, fake_bundle):
         if p.is_symlink():
             continue
         mode = stat.S_IMODE(p.stat().st_mode)
-        if p.is_dir():
-            assert mode == 0o755, p
-        elif p.name == "install.sh":
+        if p.is_dir() or p.name == "install.sh":
             assert mode == 0o755, p
         else:
             assert mode == 0o644, p
@@ -342,5 +340,5 @@ def test_scanner_cli_status_and_unverifiable_install(root, keys, fake_bundle, tm
     (tmp_path / "junk.tar.gz").write_bytes(b"junk")
     p = run_cli("scanner", "install", str(tmp_path / "junk.tar.gz"), "--root", str(root))
     assert p.returncode == 2 and "not a readable tar.gz" in p.stderr and "Traceback" not in p.stderr
-    with pytest.raises(BundleError):
-        ReleaseStore(root).install(open(tmp_path / "junk.tar.gz", "rb"), "junk")
+    with pytest.raises(BundleError), open(tmp_path / "junk.tar.gz", "rb") as junk:
+        ReleaseStore(root).install(junk, "junk")

@@ -41,7 +41,8 @@ def test_splits_and_limit(tiny_isic, cache):
 def test_corrupt_image_is_named_and_skippable(tiny_isic, tmp_path, cache):
     bad = tmp_path / "bad"
     bad.mkdir()
-    rows = list(csv.DictReader(open(tiny_isic / "metadata.csv")))
+    with open(tiny_isic / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     for r in rows:
         (bad / f"{r['isic_id']}.jpg").symlink_to((tiny_isic / f"{r['isic_id']}.jpg").resolve())
     (bad / "metadata.csv").symlink_to(tiny_isic / "metadata.csv")

@@ -90,7 +90,7 @@ def test_manifest_values_are_checked_on_the_device(random_models, tmp_path, caps
     model = _copy_model(random_models["int8"], tmp_path, lambda d: d.update({field: value}))
     with pytest.raises(ModelError, match=message):
         Runtime(model)
-    assert main(["run", "--model", str(model), "--camera", "synthetic", "--frames", "1"]) == 2
+    assert main(["run", "--model-file", str(model), "--camera", "synthetic", "--frames", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
 
@@ -114,13 +114,13 @@ def test_tampered_model_is_refused(random_models, tmp_path, capsys):
     model.write_bytes(bytes(data))
     with pytest.raises(ModelError, match="does not match its manifest.*refusing"):
         Runtime(model)
-    assert main(["selftest", "--model", str(model)]) == 2
+    assert main(["selftest", "--model-file", str(model)]) == 2
     assert "refusing to run" in capsys.readouterr().err
 
 
 def test_missing_manifest_is_refused(random_models, tmp_path, capsys):
     model = _copy_model(random_models["int8"], tmp_path, manifest=False)
-    assert main(["run", "--model", str(model), "--camera", "synthetic", "--frames", "1"]) == 2
+    assert main(["run", "--model-file", str(model), "--camera", "synthetic", "--frames", "1"]) == 2
     assert "manifest not found" in capsys.readouterr().err
 
 
@@ -145,13 +145,13 @@ def test_selftest_fails_when_expected_probs_edited(random_models, tmp_path, caps
     assert not result.passed and result.max_delta > SELFTEST_MAX_DELTA
     with pytest.raises(ModelError, match="self-test failed"):
         rt.process(_frame())
-    assert main(["selftest", "--model", str(model), "--json"]) == 1
+    assert main(["selftest", "--model-file", str(model), "--json"]) == 1
     assert json.loads(capsys.readouterr().out)["passed"] is False
-    assert main(["run", "--model", str(model), "--camera", "synthetic", "--frames", "1"]) == 2
+    assert main(["run", "--model-file", str(model), "--camera", "synthetic", "--frames", "1"]) == 2
 
 
 def test_selftest_passes_on_the_shipped_vectors(random_models, capsys):
-    assert main(["selftest", "--model", str(random_models["int8"])]) == 0
+    assert main(["selftest", "--model-file", str(random_models["int8"])]) == 0
     out = capsys.readouterr().out
     assert "self-test PASS" in out and out.count(DISCLAIMER) == 1
 
@@ -164,7 +164,7 @@ def test_selftest_without_reference_vectors_is_an_error(random_models, tmp_path)
 
 def test_run_replay_reports_metrics_drift_latency_and_audits(random_models, tiny_isic, tmp_path, capsys):
     audit = tmp_path / "audit.jsonl"
-    rc = main(["run", "--model", str(random_models["int8"]), "--camera", f"replay:{tiny_isic}", "--json",
+    rc = main(["run", "--model-file", str(random_models["int8"]), "--camera", f"replay:{tiny_isic}", "--json",
                "--audit-log", str(audit), "--shadow-float", str(random_models["float32"]), "--shadow-every", "2",
                "--threads", "1"])
     assert rc == 0
@@ -184,7 +184,7 @@ def test_run_replay_reports_metrics_drift_latency_and_audits(random_models, tiny
 
 
 def test_run_human_output_has_one_disclaimer(random_models, capsys):
-    assert main(["run", "--model", str(random_models["int8"]), "--camera", "synthetic", "--frames", "4"]) == 0
+    assert main(["run", "--model-file", str(random_models["int8"]), "--camera", "synthetic", "--frames", "4"]) == 0
     out = capsys.readouterr().out
     assert out.count(DISCLAIMER) == 1 and "synthetic:3" in out and "frames/s" in out
 
@@ -274,11 +274,11 @@ def test_a_board_that_does_not_return_ends_the_run_with_status_3(runtime, random
     pkg.link = link
     monkeypatch.setitem(sys.modules, "firmware_bridge", pkg)
     monkeypatch.setitem(sys.modules, "firmware_bridge.link", link)
-    rc = main(["run", "--model", str(random_models["int8"]), "--camera", "synthetic", "--bridge", "/dev/ttyX",
+    rc = main(["run", "--model-file", str(random_models["int8"]), "--camera", "synthetic", "--bridge", "/dev/ttyX",
                "--board-timeout", "0.3"])
     assert rc == ExitStatus.HARDWARE == 3 and "error: the board has been gone" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        main(["run", "--board-timeout", "0", "--model", str(random_models["int8"])])
+        main(["run", "--board-timeout", "0", "--model-file", str(random_models["int8"])])
     assert exc.value.code == 2 and "is out of range: must be a number above 0" in capsys.readouterr().err
 
 
@@ -299,7 +299,7 @@ def test_bridge_flag_imports_the_plugin_lazily(random_models, monkeypatch, capsy
     pkg.link = link
     monkeypatch.setitem(sys.modules, "firmware_bridge", pkg)
     monkeypatch.setitem(sys.modules, "firmware_bridge.link", link)
-    rc = main(["run", "--model", str(random_models["int8"]), "--camera", "synthetic", "--frames", "3",
+    rc = main(["run", "--model-file", str(random_models["int8"]), "--camera", "synthetic", "--frames", "3",
                "--bridge", "/dev/ttyFAKE", "--json"])
     assert rc == 0 and opened == ["/dev/ttyFAKE"] and len(ctl.shown) == 3 and ctl.closed
     assert json.loads(capsys.readouterr().out)["frames"] == 3
@@ -317,10 +317,10 @@ def test_classify_images_and_a_corrupt_one(random_models, tiny_isic, tmp_path, c
     good = sorted(tiny_isic.glob("*.jpg"))[0]
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(good.read_bytes()[:300])
-    assert main(["classify", str(good), "--model", str(random_models["int8"])]) == 0
+    assert main(["classify", str(good), "--model-file", str(random_models["int8"])]) == 0
     out = capsys.readouterr().out
     assert good.name in out and out.count(DISCLAIMER) == 1
-    assert main(["classify", str(good), str(bad), "--model", str(random_models["int8"]), "--json"]) == 2
+    assert main(["classify", str(good), str(bad), "--model-file", str(random_models["int8"]), "--json"]) == 2
     rows = json.loads(capsys.readouterr().out)
     assert rows[0]["decision"] in ("benign", "malignant", "retake") and "not a decodable image" in rows[1]["error"]
 
@@ -328,7 +328,7 @@ def test_classify_images_and_a_corrupt_one(random_models, tiny_isic, tmp_path, c
 def test_long_running_mode_stops_cleanly_on_sigterm(random_models, tmp_path):
     audit = tmp_path / "audit.jsonl"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen([sys.executable, "-m", "edge_sca", "run", "--model", str(random_models["int8"]),
+    proc = subprocess.Popen([sys.executable, "-m", "edge_sca", "run", "--model-file", str(random_models["int8"]),
                              "--camera", "synthetic", "--audit-log", str(audit), "--threads", "1"],
                             cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -378,7 +378,7 @@ def test_full_disk_stops_the_run_with_the_report_and_a_readable_log(random_model
         return real(fd, data)
 
     monkeypatch.setattr(os, "write", failing_write)
-    rc = main(["run", "--model", str(random_models["int8"]), "--camera", "synthetic", "--frames", "5",
+    rc = main(["run", "--model-file", str(random_models["int8"]), "--camera", "synthetic", "--frames", "5",
                "--audit-log", str(audit), "--threads", "1"])
     monkeypatch.undo()
     out, err = capsys.readouterr()
@@ -422,15 +422,15 @@ def test_replay_counts_unlabelled_rows_and_filters_by_dataset(random_models, tin
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
-    assert main(["run", "--model", str(random_models["int8"]), "--camera", f"replay:{folder}", "--json",
+    assert main(["run", "--model-file", str(random_models["int8"]), "--camera", f"replay:{folder}", "--json",
                  "--threads", "1"]) == 0
     report = json.loads(capsys.readouterr().out)
     judged = report["frames"] - report["decisions"].get("retake", 0)
     assert report["unlabelled"] >= 1 and report["metrics"]["n"] == judged - report["unlabelled"]
     dataset = rows[2]["dataset"]
-    assert main(["run", "--model", str(random_models["int8"]), "--camera", f"replay:{folder}", "--json",
+    assert main(["run", "--model-file", str(random_models["int8"]), "--camera", f"replay:{folder}", "--json",
                  "--threads", "1", "--dataset", dataset]) == 0
     assert json.loads(capsys.readouterr().out)["frames"] == sum(r["dataset"] == dataset for r in rows)
-    assert main(["run", "--model", str(random_models["int8"]), "--camera", f"replay:{folder}",
+    assert main(["run", "--model-file", str(random_models["int8"]), "--camera", f"replay:{folder}",
                  "--dataset", "nowhere"]) == 2
     assert "no rows with dataset 'nowhere'" in capsys.readouterr().err

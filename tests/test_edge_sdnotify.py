@@ -74,7 +74,7 @@ def test_scanner_loop_under_systemd_survives_a_lost_board(random_models, notify_
     with BoardSimulator(link_path=tmp_path / "ttyACM0") as sim:
         env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "2000000", "TF_CPP_MIN_LOG_LEVEL": "3"}
         proc = subprocess.Popen([sys.executable, "-m", "edge_sca", "run", "--bridge", sim.port, "--camera",
-                                 "synthetic", "--model", str(random_models["int8"]), "--threads", "1", "--json",
+                                 "synthetic", "--model-file", str(random_models["int8"]), "--threads", "1", "--json",
                                  "--board-timeout", "30"], cwd=REPO_ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:

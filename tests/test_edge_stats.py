@@ -31,7 +31,7 @@ def test_drift_running_stats_match_batch():
     a, b = rng.random(200), rng.random(200)
     d = DriftMonitor(shadow=None, threshold=0.5, every=3)
     assert [d.due() for _ in range(7)] == [True, False, False, True, False, False, True]
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         d.update(x, y)
     s = d.summary()
     delta = np.abs(a - b)

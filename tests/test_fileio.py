@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 
 import pytest
 
-from edge_sca.fileio import atomic_path, atomic_write_bytes, atomic_write_text, sha256_file
+from edge_sca.fileio import atomic_open, atomic_path, atomic_symlink, atomic_write_bytes, atomic_write_text, sha256_file
 
 
 def test_sha256_file_matches_hashlib_across_chunk_boundaries(tmp_path):
@@ -34,3 +36,39 @@ def test_a_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
         tmp.write_text("half a rec")
         raise RuntimeError("crash while writing")
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+
+def test_atomic_open_sets_the_mode_and_never_writes_through_a_link_left_at_its_temporary_name(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_text("keep")
+    path = tmp_path / "release.json"
+    path.write_text("old")
+    # a planted link where the temporary file would go must be replaced, not followed
+    (tmp_path / f"release.json.tmp{os.getpid()}").symlink_to(outside)
+    old_umask = os.umask(0o077)
+    try:
+        with atomic_open(path, 0o644, sync_dir=False) as f:
+            f.write(b"new")
+    finally:
+        os.umask(old_umask)
+    assert path.read_bytes() == b"new" and outside.read_text() == "keep"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outside", "release.json"]
+
+
+def test_atomic_open_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    path = tmp_path / "index.json"
+    path.write_text("old")
+    with pytest.raises(OSError), atomic_open(path) as f:
+        f.write(b"half")
+        raise OSError("card full")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["index.json"]
+
+
+def test_atomic_symlink_repoints_a_link(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    atomic_symlink(tmp_path / "current", "a")
+    atomic_symlink(tmp_path / "current", "b")
+    assert os.readlink(tmp_path / "current") == "b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "current"]

@@ -34,7 +34,8 @@ def test_newer_export_with_indeterminate_and_no_split(isic_dir, tmp_path):
     link_images(isic_dir, tmp_path, ids)
     labels = ["Benign", "Malignant", "Indeterminate", "Benign", "Malignant", "Benign"]
     write_meta(tmp_path, [{"isic_id": i, "diagnosis_1": d, "lesion_id": "L1" if n < 3 else f"L{n}"}
-                          for n, (i, d) in enumerate(zip(ids, labels))], ["isic_id", "diagnosis_1", "lesion_id"])
+                          for n, (i, d) in enumerate(zip(ids, labels, strict=True))],
+               ["isic_id", "diagnosis_1", "lesion_id"])
     folder = load_isic_folder(tmp_path)
     assert folder.skipped == {"indeterminate": 1}
     assert [r.label for r in folder.records] == [0, 1, 0, 1, 0]

@@ -23,7 +23,7 @@ def _run(args):
 @pytest.fixture(scope="module")
 def trained(tiny_isic, tmp_path_factory):
     out = tmp_path_factory.mktemp("qmodels")
-    assert main(["train", "--model", "b", "--isic-dir", str(tiny_isic), "--out-dir", str(out), "--epochs", "1",
+    assert main(["train", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(out), "--epochs", "1",
                  "--steps-per-epoch", "1", "--batch-size", "8", "--image-size", "64", "--seed", "1", "-q"]) == 0
     return out
 
@@ -182,7 +182,7 @@ def no_split_isic(isic_dir, tmp_path_factory):
 
 
 def test_evaluate_tflite_split_all_without_a_split_column(random_models, no_split_isic):
-    rc, out, _ = _run(["evaluate", "--model", str(random_models["int8"]), "--isic-dir", str(no_split_isic),
+    rc, out, _ = _run(["evaluate", "--model-file", str(random_models["int8"]), "--isic-dir", str(no_split_isic),
                        "--split", "all", "--json"])
     r = json.loads(out)
     assert rc == 0 and r["n"] == 18 and r["counts"] == {"benign": 9, "malignant": 9}
@@ -194,7 +194,7 @@ def test_evaluate_tflite_split_all_without_a_split_column(random_models, no_spli
 
 
 def test_evaluate_keras_uses_the_training_records_threshold(trained, tiny_isic):
-    rc, out, _ = _run(["evaluate", "--model", str(trained / "cancernet_sca_b.keras"), "--isic-dir", str(tiny_isic),
+    rc, out, _ = _run(["evaluate", "--model-file", str(trained / "cancernet_sca_b.keras"), "--isic-dir", str(tiny_isic),
                        "--split", "test", "--json"])
     r = json.loads(out)
     record = json.loads((trained / "cancernet_sca_b.json").read_text())
@@ -205,7 +205,7 @@ def test_evaluate_keras_uses_the_training_records_threshold(trained, tiny_isic):
 
 def test_drift_on_another_folder(converted, no_split_isic, tmp_path):
     rc, out, _ = _run(["drift", "--model", "b", "--isic-dir", str(no_split_isic), "--split", "all", "--models-dir",
-                       str(converted["models"]), "--out", str(tmp_path), "--json", "-q"])
+                       str(converted["models"]), "--out-dir", str(tmp_path), "--json", "-q"])
     r = json.loads(out)
     assert rc in (0, 1) and r["n"] == 18 and (tmp_path / "drift.md").is_file()
     assert rc == (0 if r["budgets"]["ok"] else 1)
@@ -215,7 +215,7 @@ def test_drift_on_another_folder(converted, no_split_isic, tmp_path):
                                             ("missing.keras", "no such model file"),
                                             ("model.onnx", "unknown model type")])
 def test_evaluate_refuses_bad_model_paths(tiny_isic, tmp_path, model, message):
-    rc, _, err = _run(["evaluate", "--model", str(tmp_path / model), "--isic-dir", str(tiny_isic)])
+    rc, _, err = _run(["evaluate", "--model-file", str(tmp_path / model), "--isic-dir", str(tiny_isic)])
     assert rc == 2 and message in err and err.count("\n") == 1
 
 

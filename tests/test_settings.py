@@ -68,7 +68,7 @@ def test_command_line_overrides_the_file(tmp_path):
     s = resolve_settings(args_of("run", "--config", str(path)))
     assert (s.model.path, s.model.threads, s.board.port, s.board.timeout_s) == ("/m/b.tflite", 2, "/dev/ttyACM0", 30)
     assert s.quality.min_brightness == 40.0 and s.origin["board.port"] == "file"
-    s = resolve_settings(args_of("run", "--config", str(path), "--model", "/x.tflite", "--threads", "1",
+    s = resolve_settings(args_of("run", "--config", str(path), "--model-file", "/x.tflite", "--threads", "1",
                                  "--bridge", "", "--board-timeout", "3", "--camera", "synthetic", "--audit-log", ""))
     assert (s.model.path, s.model.threads, s.board.port, s.board.timeout_s) == ("/x.tflite", 1, "", 3.0)
     assert (s.camera.source, s.audit.log, s.quality.min_brightness) == ("synthetic", "", 40.0)

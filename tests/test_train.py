@@ -12,7 +12,7 @@ from quantize.cli import main
 @pytest.fixture(scope="module")
 def trained(tiny_isic, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
-    args = ["train", "--model", "b", "--isic-dir", str(tiny_isic), "--out-dir", str(out), "--epochs", "2",
+    args = ["train", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(out), "--epochs", "2",
             "--steps-per-epoch", "2", "--batch-size", "8", "--image-size", "64", "--seed", "3", "-q",
             "--augment", "strong", "--source-balance", "0.5", "--ema", "0.9", "--snapshot-every", "1"]
     assert main(args) == 0
@@ -70,13 +70,13 @@ def test_refuses_to_overwrite_a_run_and_resumes_it(trained):
 
 def test_resume_without_a_run_says_so(tiny_isic, tmp_path):
     with pytest.raises(SystemExit, match="nothing to resume"):
-        main(["train", "--model", "b", "--isic-dir", str(tiny_isic), "--out-dir", str(tmp_path), "--resume", "-q"])
+        main(["train", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path), "--resume", "-q"])
 
 
 def test_init_from_starts_a_second_stage_and_keeps_the_lineage(trained, tmp_path):
     out, _ = trained
     first = json.loads((out / "cancernet_sca_b.json").read_text())
-    assert main(["train", "--model", "b", "--isic-dir", first["data"]["isic_dir"], "--out-dir", str(tmp_path),
+    assert main(["train", "--model", "b", "--isic-dir", first["data"]["isic_dir"], "--models-dir", str(tmp_path),
                  "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8",
                  "--init-from", str(out / "cancernet_sca_b.keras"), "-q"]) == 0
     record = json.loads((tmp_path / "cancernet_sca_b.json").read_text())
@@ -91,5 +91,5 @@ def test_init_from_another_architecture_is_refused(trained, tmp_path):
     out, _ = trained
     with pytest.raises(SystemExit, match="do not fit --model c"):
         main(["train", "--model", "c", "--isic-dir", json.loads((out / "cancernet_sca_b.json").read_text())
-              ["data"]["isic_dir"], "--out-dir", str(tmp_path), "--epochs", "1", "--steps-per-epoch", "1",
+              ["data"]["isic_dir"], "--models-dir", str(tmp_path), "--epochs", "1", "--steps-per-epoch", "1",
               "--init-from", str(out / "cancernet_sca_b.keras"), "-q"])
