@@ -46,7 +46,7 @@ recalibrate: setup  ## re-check the threshold on SITE_DIR (a site's labelled cap
 # MODEL given on the command line or in the environment picks one model; otherwise every model in MODELS.
 QUANTIZE_MODELS = $(if $(filter command line environment,$(origin MODEL)),$(MODEL),$(MODELS))
 
-quantize: setup  ## int8 (RECIPE, default qat) + float32 .tflite, manifests, drift report for MODELS (or MODEL=b); exit 1 over budget
+quantize: setup  ## int8 (RECIPE, default ptq_mse_pl) + float32 .tflite, manifests, drift report for MODELS (or MODEL=b); exit 1 over budget
 	$(PY) -m quantize convert $(foreach m,$(QUANTIZE_MODELS),--model $(m)) --isic-dir $(ISIC_DIR) $(if $(RECIPE),--recipe $(RECIPE)) $(ARGS)
 
 bench:  ## time every model in models/ on this machine (ARGS=--quick for a short run; adds drift when ISIC_DIR exists)

@@ -222,14 +222,29 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from edge_sca.isic import resolve_isic_dir
-    from quantize.compare import BUILD_DIR, compare, markdown, write
+    from quantize.compare import BUILD_DIR, COMPARED_RECIPES, compare, markdown, write
 
-    table = compare(args.model or ["b", "c"], args.recipe or ["ptq", "ptq_calib2000", "qat"],
-                    resolve_isic_dir(args.isic_dir), Path(args.models_dir), Path(args.build_dir or BUILD_DIR),
-                    args.threads, args.skip_bad)
-    paths = write(table, Path(args.reports_dir))
-    emit(table | {"report": str(paths["md"])}, args.json, lambda t: markdown(t) + f"\n(written to {paths['md']})")
+    if not args.docs_only:
+        table = compare(args.model or ["b", "c"], args.recipe or list(COMPARED_RECIPES),
+                        resolve_isic_dir(args.isic_dir), Path(args.models_dir), Path(args.build_dir or BUILD_DIR),
+                        args.threads, args.skip_bad)
+        paths = write(table, Path(args.reports_dir))
+        emit(table | {"report": str(paths["md"])}, args.json,
+             lambda t: markdown(t) + f"\n(written to {paths['md']})")
+    if args.update_docs or args.docs_only:
+        _update_methods_docs(Path(args.reports_dir))
     return 0
+
+
+def _update_methods_docs(reports_dir: Path) -> None:
+    from edge_sca.devpaths import REPO_ROOT
+    from quantize.methods_docs import update
+    from quantize.recipe import DEFAULT_RECIPE
+
+    changed = update([REPO_ROOT / "README.md", REPO_ROOT / "docs" / "quantization.md"], reports_dir / "methods.json",
+                     reports_dir / "int8_latency.json", DEFAULT_RECIPE)
+    print("recipe table updated in " + ", ".join(str(p) for p in changed) if changed else
+          "recipe table: docs already up to date", file=sys.stderr)
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
@@ -540,8 +555,13 @@ def build_parser() -> argparse.ArgumentParser:
         "touched) and measure it against the float32 model on val, test and both; writes methods.json and "
         "methods.md to --reports-dir. Time the built files with `python -m benchmarks.int8_latency`."))
     add_model_option(s, "model (repeatable; default b, c)", repeat=True)
-    s.add_argument("--recipe", action="append", help="recipe name or .json path (repeatable; default ptq, "
-                   "ptq_calib2000, qat)")
+    s.add_argument("--recipe", action="append", help="recipe name or .json path (repeatable; default: the "
+                   "recipes of the docs' table, quantize.compare.COMPARED_RECIPES)")
+    s.add_argument("--update-docs", action="store_true",
+                   help="then rewrite the recipe table in README.md and docs/quantization.md from the reports")
+    s.add_argument("--docs-only", action="store_true",
+                   help="build nothing: rewrite that table from the reports already in --reports-dir (methods.json, "
+                        "int8_latency.json)")
     s.add_argument("--build-dir", help="where the int8 models are built (default build/quantize/methods)")
     s.add_argument("--threads", type=positive_int, help="TensorFlow threads for quantisation-aware fine-tuning")
     _add_convert_options(s)

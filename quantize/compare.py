@@ -19,6 +19,8 @@ from quantize.recipe import load_recipe
 log = logging.getLogger(__name__)
 
 BUILD_DIR = REPO_ROOT / "build" / "quantize" / "methods"
+#: The recipes the docs' table compares: the baseline, each post-training improvement, fine-tuning, the default.
+COMPARED_RECIPES = ("ptq", "ptq_mse", "ptq_mse_pl", "qat")
 _FIGURES = ("agreement", "malignant_to_benign", "missed_cancers", "benign_to_malignant", "delta_sensitivity",
             "delta_auroc",
             "mean_abs_delta_p", "max_abs_delta_p")

@@ -136,36 +136,3 @@ def correct(int8_bytes: bytes, float_bytes: bytes, pixels: np.ndarray) -> tuple[
              summary["mean_abs_shift_steps"], summary["max_abs_shift_steps"])
     return content, summary
 
-
-def align_threshold(content: bytes, threshold: float) -> tuple[bytes, float]:
-    """Move the classifier's malignant-minus-benign logit so that int8's decision boundary sits at `threshold`.
-
-    The int8 softmax output is on a grid of 1/256; the device calls a frame malignant when the grid value is at or
-    above the threshold, i.e. when the unrounded p is above the midpoint below the first grid value that reaches
-    it, not at the threshold itself (for 0.2731: 69.5/256 = 0.2715). Adding logit(midpoint) - logit(threshold)
-    to the margin puts the boundary back at the threshold. Returns the model and the margin shift applied.
-    """
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    obj = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
-    graph = obj.subgraphs[0]
-    out_q = graph.tensors[graph.outputs[0]].quantization
-    scale, zero = float(out_q.scale[0]), int(out_q.zeroPoint[0])
-    k = int(np.ceil(threshold / scale - 1e-9))  # first grid step (q - zero) whose value reaches the threshold
-    midpoint = (k - 0.5) * scale
-    shift = float(np.log(midpoint / (1 - midpoint)) - np.log(threshold / (1 - threshold)))
-    fc = [entry for entry in _layers(obj)
-          if max(obj.operatorCodes[graph.operators[entry[0]].opcodeIndex].builtinCode,
-                 obj.operatorCodes[graph.operators[entry[0]].opcodeIndex].deprecatedBuiltinCode) == 9]
-    if not fc or not 0 < midpoint < 1 or zero != -128:
-        return content, 0.0
-    _, inp, weights, bias, _ = fc[-1]
-    buffer = _own_buffer(obj, bias)
-    values = np.frombuffer(bytes(bytearray(buffer.data)), np.int32).copy()
-    if values.shape != (2,):
-        return content, 0.0
-    step = float(graph.tensors[inp].quantization.scale[0]) * np.broadcast_to(
-        np.asarray(graph.tensors[weights].quantization.scale, np.float64), (2,))
-    values += np.round(np.array([-shift / 2, shift / 2]) / step).astype(np.int32)
-    buffer.data = values.view(np.uint8)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(obj)), shift

@@ -326,17 +326,15 @@ def _bias_corrected(job: Job, model, data: bytes, keep_float: list[str] | None,
 
 def _layer_bias_corrected(job: Job, model, data: bytes) -> tuple[bytes, dict]:
     """Per-layer bias correction against the float32 conversion of the model the int8 file came from, on a seeded
-    LAYER_BIAS_IMAGES of the calibration images; then the output grid's decision boundary is put at the threshold."""
+    LAYER_BIAS_IMAGES of the calibration images."""
     from quantize.convert import convert
-    from quantize.layer_bias import align_threshold, correct
+    from quantize.layer_bias import correct
 
     x = np.asarray(job.calib.x)
     rng = np.random.default_rng(job.recipe.seed)
     pick = np.sort(rng.choice(len(x), min(LAYER_BIAS_IMAGES, len(x)), replace=False))
     corrected, summary = correct(data, convert(model, "float32"), x[pick])
-    aligned, margin_shift = align_threshold(corrected, job.threshold)
-    return aligned, {"method": "per_layer", "source": "calibration set"} | summary | {
-        "threshold": job.threshold, "threshold_alignment_logit": margin_shift}
+    return corrected, {"method": "per_layer", "source": "calibration set"} | summary
 
 
 def eval_data_key(job: Job) -> str:

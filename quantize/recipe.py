@@ -22,7 +22,7 @@ from quantize.ranges import ActivationRanges
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
 #: The recipe `make quantize` uses.
-DEFAULT_RECIPE = "qat"
+DEFAULT_RECIPE = "ptq_mse_pl"
 #: The post-training baseline other recipes are compared with (and timed against).
 BASELINE_RECIPE = "ptq"
 

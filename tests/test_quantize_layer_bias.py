@@ -59,25 +59,3 @@ def test_refuses_models_with_nothing_in_common(tiny_pair):
     with pytest.raises(ValueError, match="no layer shared"):
         correct(int8, int8.replace(b"cancernet", b"xxxxxxxxx"), x)
 
-
-def test_threshold_alignment_moves_only_the_classifier_bias_by_the_grid_offset(tiny_pair):
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    from quantize.layer_bias import _layers, align_threshold
-
-    int8, _, _ = tiny_pair
-    aligned, shift = align_threshold(int8, 0.2731)
-    midpoint = 69.5 / 256  # the device says malignant from grid value 70/256 up, i.e. from 69.5/256 unrounded
-    assert shift == pytest.approx(np.log(midpoint / (1 - midpoint)) - np.log(0.2731 / 0.7269), abs=1e-9)
-    a = flatbuffer_utils.convert_bytearray_to_object(bytearray(int8))
-    b = flatbuffer_utils.convert_bytearray_to_object(bytearray(aligned))
-    fc_bias = _layers(a)[-1][3]
-
-    def data(obj, t):
-        buf = obj.buffers[obj.subgraphs[0].tensors[t].buffer].data
-        return bytes(bytearray(buf)) if buf is not None else b""
-
-    changed = [t for t in range(len(a.subgraphs[0].tensors)) if data(a, t) != data(b, t)]
-    assert changed == [fc_bias]
-    before, after = (np.frombuffer(data(o, fc_bias), np.int32) for o in (a, b))
-    assert after[1] - before[1] < 0 < after[0] - before[0]  # malignant logit down, benign up
