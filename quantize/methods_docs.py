@@ -51,9 +51,10 @@ def table(methods: dict, latency: dict | None, default_recipe: str) -> str:
         speed = ratios.get(pooled["int8_file"])
         budgets = "met" if pooled["budgets_ok"] else "broken: " + ", ".join(pooled["failed_budgets"])
         name = f"**{recipe}** (default)" if recipe == default_recipe else recipe
-        lines.append(f"| {model.upper()} | {name} | {agreement} | {pooled['missed_cancers']} of {pooled['malignant']} | "
-                     f"{pooled['mean_abs_delta_p']:.4f} | {pooled['delta_auroc']:+.4f} | {pooled['size_ratio']:.1%} | "
-                     f"{'-' if speed is None else f'{speed:.3f}'} | {budgets} |")
+        figures = (f"{pooled['missed_cancers']} of {pooled['malignant']} | {pooled['mean_abs_delta_p']:.4f} | "
+                   f"{pooled['delta_auroc']:+.4f} | {pooled['size_ratio']:.1%} | "
+                   f"{'-' if speed is None else f'{speed:.3f}'}")
+        lines.append(f"| {model.upper()} | {name} | {agreement} | {figures} | {budgets} |")
     source = (f"From `{methods['command']}` ({methods['created'][:10]}, commit {methods['git_commit'][:12]})"
               + (f" and `{latency['command']}` ({latency.get('machine', '?')}, {latency.get('threads', '?')} thread)"
                  if latency else " (latency not measured yet: run `python -m benchmarks.int8_latency`)") + ".")
