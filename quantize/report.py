@@ -59,6 +59,15 @@ def _fmt(v: float) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
 
 
+def _bias_line(b: dict) -> str:
+    if b.get("method") == "per_layer":
+        return (f"- per-layer bias correction ({b['images']} calibration images): {b['layers']} layers, mean output "
+                f"shift removed {b['mean_abs_shift_steps']:.3f} int8 steps (largest {b['max_abs_shift_steps']:.3f})")
+    return (f"- bias correction ({b['images']} calibration images): malignant-logit shift of int8 "
+            f"{b['logit_shift_before']:+.4f} before, {b['logit_shift_after']:+.4f} after"
+            + ("" if b["applied"] else f" ({b.get('note', 'not applied')})"))
+
+
 def markdown(d: dict, title: str) -> str:
     """The human version of drift.json."""
     names = list(d["metrics"])
@@ -99,10 +108,7 @@ def markdown(d: dict, title: str) -> str:
               f"{q.get('missed_cancers', 'n/a')}",
               f"- int8 file / float32 file: {d['size_ratio_int8_float32']:.1%}", ""]
     if d.get("bias_correction"):
-        b = d["bias_correction"]
-        lines[-1:] = [f"- bias correction ({b['images']} calibration images): malignant-logit shift of int8 "
-                      f"{b['logit_shift_before']:+.4f} before, {b['logit_shift_after']:+.4f} after"
-                      + ("" if b["applied"] else f" ({b.get('note', 'not applied')})"), ""]
+        lines[-1:] = [_bias_line(d["bias_correction"]), ""]
     if q["malignant_to_benign_images"]:
         lines += ["| image | true label | p float32 | p int8 |", "|---|---|---|---|"]
         lines += [f"| {f['id']} | {f['label']} | {f['p_float32']:.4f} | {f['p_int8']:.4f} |"
