@@ -234,3 +234,25 @@ def test_unknown_variant_is_refused(tiny_isic, tmp_path):
     rc, _, err = _run(["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path),
                        "--variants", "int4"])
     assert rc == 2 and "int4" in err
+
+
+def test_default_recipe_uses_mse_ranges_and_per_layer_bias_correction(trained, tiny_isic, tmp_path):
+    """`make quantize`'s default end to end: MSE activation ranges, per-layer bias correction on the int8 file,
+    recorded in the manifest and the drift report, and still fully integer and fully delegated."""
+    from edge_sca.interpreter import TFLiteModel
+    from quantize.convert import check_integer_xnnpack
+    from quantize.recipe import DEFAULT_RECIPE
+
+    for f in trained.iterdir():
+        if f.is_file() and f.name.startswith("cancernet_sca_b."):
+            shutil.copy2(f, tmp_path / f.name)
+    rc, out, err = _run(["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path),
+                         "--reports-dir", str(tmp_path / "r"), "--json", "-q"])
+    assert rc in (0, 1), err
+    path = tmp_path / "cancernet_sca_b_int8.tflite"
+    check_integer_xnnpack(path.read_bytes())
+    m = TFLiteModel(path).manifest.data
+    assert m["recipe"]["name"] == DEFAULT_RECIPE and m["recipe"]["activation_ranges"] == "mse"
+    correction = m["bias_correction"]
+    assert correction["method"] == "per_layer" and correction["layers"] > 40 and correction["images"] == 6
+    assert "per-layer bias correction (6 calibration images)" in (tmp_path / "r" / "b" / "drift.md").read_text()
