@@ -157,10 +157,10 @@ def _texture(t56: np.ndarray, lab: np.ndarray, L_std: float) -> list[float]:
 def _orientation(gx: np.ndarray, gy: np.ndarray) -> list[float]:
     """Local orientation coherence from the smoothed structure tensor (near 1: strokes all one way, as in fur, grass
     or hair; skin and lesions are less ordered), and how evenly the gradient energy spreads over 8x8 blocks."""
-    j = cv2.GaussianBlur(cv2.merge([gx * gx, gy * gy, gx * gy]), (0, 0), 1.5)
-    trace, diff = j[:, :, 0] + j[:, :, 1], j[:, :, 0] - j[:, :, 1]
-    coherence = float(np.sqrt(diff * diff + 4.0 * j[:, :, 2] * j[:, :, 2]).sum()) / (float(trace.sum()) + 1e-3)
-    blocks = trace.reshape(8, 7, 8, 7).sum(axis=(1, 3)).ravel() + 1e-3
+    jxx, jyy, jxy = cv2.split(cv2.GaussianBlur(cv2.merge([gx * gx, gy * gy, gx * gy]), (0, 0), 1.5))
+    trace = jxx + jyy
+    coherence = cv2.sumElems(cv2.magnitude(jxx - jyy, 2.0 * jxy))[0] / (cv2.sumElems(trace)[0] + 1e-3)
+    blocks = cv2.resize(trace, (8, 8), interpolation=cv2.INTER_AREA).ravel().astype(np.float64) + 1e-3 / 49
     p = blocks / blocks.sum()
     return [coherence, float(-(p @ np.log(p))) / _LOG_BLOCKS]
 
