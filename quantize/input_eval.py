@@ -1,12 +1,13 @@
 """`python -m quantize input-checks evaluate`: how the input checks treat dermoscopy and everything else.
 
 - Dermoscopy: every ISIC source's val and test images and the held-out half of ../shared/isic_extra through the
-  whole quality gate (frames as stored), and the "not a dermoscopy frame" check alone; the training images' own
-  rates are listed as in-sample.
+  whole quality gate (frames as stored), through the learned checks (not dermoscopy or no lesion), and through the
+  "not a dermoscopy frame" check alone.
 - Not dermoscopy: each kind of quantize.negatives, generated with a seed the fit never saw, marked fitted or held out;
   lesion-free skin cut from ISIC val / test images.
-- Cost: the check's own time (frame statistics + both scores) against the int8 model's invoke, interleaved on the same
-  images in the same process, as medians; and the peak memory of reading huge PNGs (quantize.big_images).
+- Cost: the learned checks' own time (frame statistics + three scores) against the int8 model's invoke (with the
+  given threads and with one), interleaved on the same images in the same process, as medians; and the peak memory
+  of reading huge PNGs (quantize.big_images).
 Writes reports/input_checks/evaluation.{json,md}.
 """
 
