@@ -81,7 +81,7 @@ class Logistic:
     @classmethod
     def from_dict(cls, lr: dict, d: int, threshold: float) -> Logistic:
         linear, pairs = split_logistic(np.asarray(lr["weights"], np.float64), d, bool(lr["quadratic"]))
-        return cls(linear, pairs, float(lr["bias"]), threshold)
+        return cls(linear, pairs, float(lr["bias"]), float(threshold))
 
     def score(self, z: np.ndarray) -> np.ndarray:
         return z @ self.linear + ((z @ self.pairs) * z).sum(axis=1) + self.bias
