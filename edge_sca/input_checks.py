@@ -5,7 +5,9 @@
 - `dermoscopy`: the "not a dermoscopy frame" check on edge_sca.frame_stats features. Two scores, each with its
   threshold: a Gaussian mixture's negative log-likelihood (how unlike every dermoscopy image the frame is; fitted on
   dermoscopy alone) and a logistic regression on the standardised features and their products (fitted against
-  generated non-dermoscopy). A frame past either threshold is not judged;
+  generated non-dermoscopy). A frame past either threshold is not judged. A third score, `dermoscopy.lesion`, is a
+  logistic regression of the same form fitted against lesion-free skin (ISIC training images' corners): past its
+  threshold the frame is skin with no lesion in view;
 - `reference`: the training split's statistics for the input drift monitor (edge_sca.input_drift), and per model
   sha256, the distribution of p(malignant) on the validation split.
 The file records the preprocessing version it was fitted under; another version is refused.
@@ -23,7 +25,7 @@ from edge_sca.contract import INPUT_CHECKS_FILE, PREPROCESS_VERSION
 from edge_sca.errors import ModelError
 from edge_sca.frame_stats import FEATURE_NAMES
 
-FORMAT = 1
+FORMAT = 2
 FIT_HINT = "run `python -m quantize input-checks fit` on the workstation (or re-flash the bundle)"
 
 
@@ -68,38 +70,65 @@ class GaussianMixture:
 
 
 @dataclass
+class Logistic:
+    """A logistic regression on standardised values and (if quadratic) their pairwise products, with its threshold."""
+
+    linear: np.ndarray  # weights of the standardised values (d)
+    pairs: np.ndarray  # weights of their products as an upper-triangular d x d matrix (zero if linear)
+    bias: float
+    threshold: float
+
+    @classmethod
+    def from_dict(cls, lr: dict, d: int, threshold: float) -> Logistic:
+        linear, pairs = split_logistic(np.asarray(lr["weights"], np.float64), d, bool(lr["quadratic"]))
+        return cls(linear, pairs, float(lr["bias"]), float(threshold))
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        return z @ self.linear + ((z @ self.pairs) * z).sum(axis=1) + self.bias
+
+
+#: Columns of DermoscopyCheck.scores.
+MIXTURE, NOT_DERMOSCOPY, NO_LESION = 0, 1, 2
+
+
+@dataclass
 class DermoscopyCheck:
-    """Standardisation, the mixture, the logistic regression and their two thresholds."""
+    """Standardisation, the mixture and its threshold, the not-dermoscopy and the no-lesion logistic regressions."""
 
     mean: np.ndarray
     scale: np.ndarray
     clip: float
     mixture: GaussianMixture
     mixture_threshold: float
-    logistic_linear: np.ndarray  # weights of the standardised values (d)
-    logistic_pairs: np.ndarray  # weights of their products as an upper-triangular d x d matrix (zero if linear)
-    logistic_b: float
-    logistic_threshold: float
+    logistic: Logistic
+    lesion: Logistic
 
     @classmethod
     def from_dict(cls, d: dict) -> DermoscopyCheck:
-        lr = d["logistic"]
         mean = np.asarray(d["mean"], np.float64)
-        linear, pairs = split_logistic(np.asarray(lr["weights"], np.float64), len(mean), bool(lr["quadratic"]))
         return cls(mean, np.asarray(d["scale"], np.float64), float(d["clip"]), GaussianMixture.from_dict(d["mixture"]),
-                   float(d["mixture_threshold"]), linear, pairs, float(lr["bias"]), float(d["logistic_threshold"]))
+                   float(d["mixture_threshold"]), Logistic.from_dict(d["logistic"], len(mean), d["logistic_threshold"]),
+                   Logistic.from_dict(d["lesion"], len(mean), d["lesion"]["threshold"]))
 
     def standardise(self, features: np.ndarray) -> np.ndarray:
         return np.clip((np.atleast_2d(features) - self.mean) / self.scale, -self.clip, self.clip)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
-        """N x 2: the mixture's negative log-likelihood and the logistic score, both higher = less dermoscopy."""
+        """N x 3 (columns MIXTURE, NOT_DERMOSCOPY, NO_LESION): higher = less like dermoscopy of a lesion."""
         z = self.standardise(features)
-        logit = z @ self.logistic_linear + ((z @ self.logistic_pairs) * z).sum(axis=1) + self.logistic_b
-        return np.stack([self.mixture.neg_log_likelihood(z), logit], axis=1)
+        return np.stack([self.mixture.neg_log_likelihood(z), self.logistic.score(z), self.lesion.score(z)], axis=1)
 
     def refuses(self, scores: np.ndarray) -> np.ndarray:
-        return (scores[..., 0] > self.mixture_threshold) | (scores[..., 1] > self.logistic_threshold)
+        """Not a dermoscopy frame: past the mixture's or the not-dermoscopy logistic's threshold."""
+        return (scores[..., MIXTURE] > self.mixture_threshold) | (scores[..., NOT_DERMOSCOPY] > self.logistic.threshold)
+
+    def lacks_lesion(self, scores: np.ndarray) -> np.ndarray:
+        """Skin with no lesion in view: past the no-lesion logistic's threshold."""
+        return scores[..., NO_LESION] > self.lesion.threshold
+
+    def refuses_any(self, scores: np.ndarray) -> np.ndarray:
+        """Refused by either learned check (what the evaluation counts as this check's refusals)."""
+        return self.refuses(scores) | self.lacks_lesion(scores)
 
 
 def quadratic_terms(z: np.ndarray) -> np.ndarray:

@@ -32,7 +32,8 @@ FOCUS_MAX_REFUSED = 0.02
 #: Grayscale: mean HSV saturation below GRAYSCALE_FRACTION of the ISIC training images' GRAYSCALE_QUANTILE.
 GRAYSCALE_QUANTILE = 0.001
 GRAYSCALE_FRACTION = 0.7
-#: "Not a dermoscopy frame": each of the two scores refuses at most this fraction of every training source.
+#: The learned checks (not dermoscopy, no lesion): each of the three scores refuses at most this fraction of every
+#: training source.
 DERMOSCOPY_MAX_REFUSED_PER_SCORE = 0.004
 #: Input drift: the reference histograms have this many bins; warn once at least DRIFT_MIN_FRAMES frames were
 #: judged and a statistic's population stability index (bias-corrected for the sample size) exceeds DRIFT_PSI_WARN

@@ -2,10 +2,10 @@
 
 Checks, in order: the frame's shape (aspect ratio beyond QUALITY_MAX_ASPECT_RATIO), too dark (mean luma),
 saturated (fraction of pixels clipped to white in every channel), grayscale (mean saturation), not a dermoscopy
-frame (edge_sca.input_checks on the frame statistics), out of focus (the edge_sca.focus measure on the frame as
-captured), no lesion in view (contrast between the darkest blurred pixels in the centre and their median). Fixed
-limits are the scanner's settings ([quality] in its settings file: edge_sca.settings.QualitySettings); the
-calibrated thresholds are in models/input_checks.json.
+frame (edge_sca.input_checks on the frame statistics), no lesion in view (the same statistics look like plain skin),
+out of focus (the edge_sca.focus measure on the frame as captured), no lesion in view (contrast between the darkest
+blurred pixels in the centre and their median). Fixed limits are the scanner's settings ([quality] in its settings
+file: edge_sca.settings.QualitySettings); the calibrated thresholds are in models/input_checks.json.
 """
 
 from __future__ import annotations
@@ -98,6 +98,9 @@ def check_quality(frame: np.ndarray, pixels: np.ndarray, checks: InputChecks,
         return QualityResult(False, Retake.NOT_DERMOSCOPY, "not a dermoscopy frame (its colour, layout and "
                              "texture are unlike every dermoscopy image the check was fitted on): place the "
                              "dermoscope on the skin over the lesion", m, features)
+    if checks.dermoscopy.lacks_lesion(scores):
+        return QualityResult(False, Retake.NO_LESION, "no lesion in view (the frame looks like skin without a "
+                             "lesion): centre the lesion", m, features)
     m["sharpness"] = sharpness(frame)
     if m["sharpness"] < checks.min_sharpness:
         return QualityResult(False, Retake.OUT_OF_FOCUS, f"out of focus (sharpness {m['sharpness']:.3f} < "

@@ -329,7 +329,7 @@ def cmd_input_fit(args: argparse.Namespace) -> int:
              f"written to {out}")
         return 0
     data = fit(FitOptions(isic, extra, Path(args.models_dir), reports, args.components, not args.linear,
-                          args.negatives), out)
+                          args.negatives, args.skin_tiles), out)
     emit({k: data[k] for k in ("focus", "grayscale", "created")} | {"out": str(out)}, args.json,
          lambda _: f"{out}: {summary_line(data)}")
     return 0
@@ -344,8 +344,8 @@ def cmd_input_evaluate(args: argparse.Namespace) -> int:
     md = write(result, reports)
     emit(result, args.json, lambda r: (
         f"non-dermoscopy RETAKE {r['pooled']['all']['retake']:.2%} of {r['pooled']['all']['n']} (held-out kinds "
-        f"{r['pooled']['held_out_kinds']['retake']:.2%}); dermoscopy refused by the check at most "
-        f"{max(x['not_dermoscopy_check'] for x in r['dermoscopy']):.2%} per source; check / invoke "
+        f"{r['pooled']['held_out_kinds']['retake']:.2%}); dermoscopy refused by the learned checks at most "
+        f"{max(x['learned_checks'] for x in r['dermoscopy'] if x['isic']):.2%} per ISIC source; check / invoke "
         f"{r['timing']['ratio']:.1%}; report {md}"))
     return 0
 
@@ -389,13 +389,15 @@ def _add_input_checks(sub: argparse._SubParsersAction) -> None:
                     help="measure the focus curve, fit the checks, write models/input_checks.json",
                     description="Focus threshold from ISIC test images blurred at capture size (curve in "
                     "reports/input_checks/focus.png), grayscale threshold, the not-dermoscopy check (fitted on "
-                    "ISIC train + half of isic_extra against generated frames), and the drift reference (ISIC "
-                    "train, and p(malignant) on val for each int8 model in --models-dir). A few minutes on 2 "
-                    "cores.")
+                    "ISIC train + half of isic_extra against generated frames), the no-lesion check (the same "
+                    "against corner tiles of ISIC train images), and the drift reference (ISIC train, and "
+                    "p(malignant) on val for each int8 model in --models-dir). A few minutes on 2 cores.")
     s.add_argument("--out", default=str(default_out), help=f"the file to write (default {default_out})")
     s.add_argument("--components", type=positive_int, default=6, help="Gaussian mixture components (default 6)")
     s.add_argument("--linear", action="store_true", help="logistic regression on the features only, no products")
     s.add_argument("--negatives", type=positive_int, default=400, help="generated frames per fitted kind")
+    s.add_argument("--skin-tiles", type=positive_int, default=1500,
+                   help="lesion-free corner tiles of ISIC train images for the no-lesion check (default 1500)")
     s.add_argument("--p-reference-only", action="store_true",
                    help="only recompute the p(malignant) references in --out (after the models were re-converted)")
     _add_input_check_options(s)

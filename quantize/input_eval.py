@@ -1,12 +1,13 @@
 """`python -m quantize input-checks evaluate`: how the input checks treat dermoscopy and everything else.
 
 - Dermoscopy: every ISIC source's val and test images and the held-out half of ../shared/isic_extra through the
-  whole quality gate (frames as stored), and the "not a dermoscopy frame" check alone; the training images' own
-  rates are listed as in-sample.
+  whole quality gate (frames as stored), through the learned checks (not dermoscopy or no lesion), and through the
+  "not a dermoscopy frame" check alone.
 - Not dermoscopy: each kind of quantize.negatives, generated with a seed the fit never saw, marked fitted or held out;
   lesion-free skin cut from ISIC val / test images.
-- Cost: the check's own time (frame statistics + both scores) against the int8 model's invoke, interleaved on the same
-  images in the same process, as medians; and the peak memory of reading huge PNGs (quantize.big_images).
+- Cost: the learned checks' own time (frame statistics + three scores) against the int8 model's invoke (with the
+  given threads and with one), interleaved on the same images in the same process, as medians; and the peak memory
+  of reading huge PNGs (quantize.big_images).
 Writes reports/input_checks/evaluation.{json,md}.
 """
 
@@ -39,20 +40,23 @@ EVAL_SEED = 2
 
 
 def judge(frames: Iterable[np.ndarray], checks: InputChecks, label: str, total: int) -> dict:
-    """Whole-gate outcome counts and the not-dermoscopy check's own refusals over frames as captured."""
+    """Whole-gate outcome counts, and the learned checks' own refusals over frames as captured: the not-dermoscopy
+    check alone, and the not-dermoscopy or the no-lesion score (`learned_checks`)."""
     reasons: Counter = Counter()
-    alone = n = 0
+    not_derm = learned = n = 0
     progress = Progress(total, f"input checks on {label}", log)
     for frame in frames:
         pixels = preprocess(frame)
         q = check_quality(frame, pixels, checks)
         reasons[q.code.value if q.code else "passed"] += 1
         features = q.features if q.features is not None else frame_features(pixels)
-        alone += bool(checks.dermoscopy.refuses(checks.dermoscopy.scores(features)[0]))
+        scores = checks.dermoscopy.scores(features)[0]
+        not_derm += bool(checks.dermoscopy.refuses(scores))
+        learned += bool(checks.dermoscopy.refuses_any(scores))
         n += 1
         progress.update()
-    return {"n": n, "retake": 1.0 - reasons["passed"] / max(n, 1), "not_dermoscopy_check": alone / max(n, 1),
-            "reasons": dict(sorted(reasons.items()))}
+    return {"n": n, "retake": 1.0 - reasons["passed"] / max(n, 1), "not_dermoscopy_check": not_derm / max(n, 1),
+            "learned_checks": learned / max(n, 1), "reasons": dict(sorted(reasons.items()))}
 
 
 def _frames(records: list[Record]) -> Iterable[np.ndarray]:
@@ -68,17 +72,17 @@ def dermoscopy_rows(folder: IsicFolder, extra: IsicFolder | None, checks: InputC
     """One row per ISIC source and split (val, test), the test split pooled, and isic_extra's held-out half."""
     rows = []
     test = folder.subset("test")
-    rows.append({"source": "ISIC test split (all sources)", "held_out": True} | judge(_frames(test), checks,
-                                                                                          "ISIC test", len(test)))
+    rows.append({"source": "ISIC test split (all sources)", "held_out": True, "isic": True}
+                | judge(_frames(test), checks, "ISIC test", len(test)))
     for split in ("val", "test"):
         records = folder.subset(split)
         for src in sorted({r.dataset for r in records}):
             chosen = [r for r in records if r.dataset == src]
-            rows.append({"source": f"{src or 'ISIC'} ({split})", "held_out": True}
+            rows.append({"source": f"{src or 'ISIC'} ({split})", "held_out": True, "isic": True}
                         | judge(_frames(chosen), checks, f"{src} {split}", len(chosen)))
     if extra is not None:
         held = [r for r in extra.records if extra_half(r) == "held-out"][:extra_limit]
-        rows.append({"source": f"isic_extra held-out half ({len(held)} images)", "held_out": True}
+        rows.append({"source": f"isic_extra held-out half ({len(held)} images)", "held_out": True, "isic": False}
                     | judge(_frames(held), checks, "isic_extra", len(held)))
     return rows
 
@@ -102,37 +106,43 @@ def negative_rows(checks: InputChecks, n: int, skin_from: list[Record]) -> list[
     return rows
 
 
-def pooled(rows: list[dict], key: str) -> dict:
+def pooled(rows: list[dict]) -> dict:
     n = sum(r["n"] for r in rows)
-    return {"n": n, "retake": sum(r["retake"] * r["n"] for r in rows) / max(n, 1),
-            key: sum(r[key] * r["n"] for r in rows) / max(n, 1)}
+    return {"n": n} | {key: sum(r[key] * r["n"] for r in rows) / max(n, 1)
+                       for key in ("retake", "not_dermoscopy_check", "learned_checks")}
 
 
 def time_check(checks: InputChecks, pixels: list[np.ndarray], model_path: Path, threads: int) -> dict:
-    """Median cost of the not-dermoscopy check and of one int8 invoke, interleaved on the same images."""
+    """Median cost of the learned checks and of one int8 invoke (with `threads`, and with one thread: on a busy
+    machine a multi-threaded invoke waits for its slowest thread), interleaved on the same images."""
     from edge_sca.interpreter import TFLiteModel
 
     model = TFLiteModel(model_path, threads=threads)
+    single = TFLiteModel(model_path, threads=1)
     tensors = [model.quantise_input(px) for px in pixels]
-    check_s, invoke_s, gate_s = [], [], []
+    times: dict[str, list[float]] = {"check": [], "invoke": [], "invoke_1": [], "gate": []}
     for rep in range(2):  # the first pass warms caches up and is not counted
         for px, t in zip(pixels, tensors, strict=True):
             t0 = time.perf_counter()
-            checks.dermoscopy.refuses(checks.dermoscopy.scores(frame_features(px))[0])
+            scores = checks.dermoscopy.scores(frame_features(px))[0]
+            checks.dermoscopy.refuses(scores)
+            checks.dermoscopy.lacks_lesion(scores)
             t1 = time.perf_counter()
             model.invoke_raw(t)
             t2 = time.perf_counter()
-            check_quality(px, px, checks)
+            single.invoke_raw(t)
             t3 = time.perf_counter()
+            check_quality(px, px, checks)
+            t4 = time.perf_counter()
             if rep:
-                check_s.append(t1 - t0)
-                invoke_s.append(t2 - t1)
-                gate_s.append(t3 - t2)
-    med_check, med_invoke = float(np.median(check_s)), float(np.median(invoke_s))
+                for key, dt in zip(times, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+                    times[key].append(dt)
+    med = {k: float(np.median(v)) for k, v in times.items()}
     return {"model": model_path.name, "threads": threads, "backend": model.backend, "frames": len(pixels),
-            "check_median_us": med_check * 1e6, "check_p90_us": float(np.percentile(check_s, 90)) * 1e6,
-            "invoke_median_us": med_invoke * 1e6, "invoke_p90_us": float(np.percentile(invoke_s, 90)) * 1e6,
-            "whole_gate_median_us": float(np.median(gate_s)) * 1e6, "ratio": med_check / med_invoke,
+            "check_median_us": med["check"] * 1e6, "check_p90_us": float(np.percentile(times["check"], 90)) * 1e6,
+            "invoke_median_us": med["invoke"] * 1e6, "invoke_p90_us": float(np.percentile(times["invoke"], 90)) * 1e6,
+            "invoke_1_thread_median_us": med["invoke_1"] * 1e6, "whole_gate_median_us": med["gate"] * 1e6,
+            "ratio": med["check"] / med["invoke"], "ratio_1_thread": med["check"] / med["invoke_1"],
             "budget_ratio": 0.10, "load_average": list(os.getloadavg()), "cpu_count": os.cpu_count()}
 
 
@@ -149,10 +159,9 @@ def evaluate(checks: InputChecks, isic_dir: Path, extra_dir: Path | None, model_
         "created": now_iso(), "git_commit": git_commit(), "input_checks": str(checks.path),
         "input_checks_created": checks.data.get("created"), "eval_seed": EVAL_SEED,
         "dermoscopy": derm, "not_dermoscopy": neg,
-        "pooled": {"fitted_kinds": pooled([r for r in neg if r["fitted"]], "not_dermoscopy_check"),
-                   "held_out_kinds": pooled([r for r in neg if not r["fitted"]], "not_dermoscopy_check"),
-                   "all_but_skin": pooled(not_skin, "not_dermoscopy_check"),
-                   "all": pooled(neg, "not_dermoscopy_check")},
+        "pooled": {"fitted_kinds": pooled([r for r in neg if r["fitted"]]),
+                   "held_out_kinds": pooled([r for r in neg if not r["fitted"]]),
+                   "all_but_skin": pooled(not_skin), "all": pooled(neg)},
         "targets": {"not_dermoscopy_retake_min": 0.99, "dermoscopy_refused_max": 0.01},
         "timing": time_check(checks, test_pixels, model_path, threads),
         "memory": memory_report() if Path("/proc/self/clear_refs").exists() else [],
@@ -164,34 +173,38 @@ def markdown(r: dict) -> str:
     t = r["timing"]
     lines = [f"# Input checks: evaluation ({r['created']}, commit {r['git_commit'][:12]})", "",
              "## Dermoscopy (held out: never used to fit)", "",
-             "| source | images | refused by the not-dermoscopy check | refused by the whole gate | gate's reasons |",
-             "|---|---:|---:|---:|---|"]
+             ("| source | images | refused by the learned checks (not dermoscopy or no lesion) | of which not "
+              "dermoscopy | refused by the whole gate | gate's reasons |"),
+             "|---|---:|---:|---:|---:|---|"]
     for row in r["dermoscopy"]:
         reasons = ", ".join(f"{k} {v}" for k, v in row["reasons"].items() if k != "passed") or "-"
-        lines.append(f"| {row['source']} | {row['n']} | {row['not_dermoscopy_check']:.2%} | {row['retake']:.2%} "
-                     f"| {reasons} |")
+        lines.append(f"| {row['source']} | {row['n']} | {row['learned_checks']:.2%} | "
+                     f"{row['not_dermoscopy_check']:.2%} | {row['retake']:.2%} | {reasons} |")
     lines += ["", f"## Not dermoscopy (seed {r['eval_seed']}; the fit used seed 1 and only the fitted kinds)", "",
-              "| kind | fitted on | frames | RETAKE (whole gate) | not-dermoscopy check alone | reasons |",
-              "|---|---|---:|---:|---:|---|"]
+              ("| kind | fitted on | frames | RETAKE (whole gate) | learned checks alone | not-dermoscopy check alone "
+               "| reasons |"),
+              "|---|---|---:|---:|---:|---:|---|"]
     for row in r["not_dermoscopy"]:
         reasons = ", ".join(f"{k} {v}" for k, v in row["reasons"].items())
         lines.append(f"| {row['kind']} | {'yes' if row['fitted'] else 'held out'} | {row['n']} | {row['retake']:.1%} "
-                     f"| {row['not_dermoscopy_check']:.1%} | {reasons} |")
+                     f"| {row['learned_checks']:.1%} | {row['not_dermoscopy_check']:.1%} | {reasons} |")
     for row in r["not_dermoscopy"]:
         for name, sub in row.get("per_image", {}).items():
             lines.append(f"| {row['kind']}: {name} (separate crops) | held out | {sub['n']} | {sub['retake']:.1%} | "
-                         f"{sub['not_dermoscopy_check']:.1%} | |")
+                         f"{sub['learned_checks']:.1%} | {sub['not_dermoscopy_check']:.1%} | |")
     for name, p in r["pooled"].items():
         lines.append(f"| **{name.replace('_', ' ')}** | | {p['n']} | **{p['retake']:.1%}** | "
-                     f"{p['not_dermoscopy_check']:.1%} | |")
+                     f"{p['learned_checks']:.1%} | {p['not_dermoscopy_check']:.1%} | |")
     lines += ["", "## Cost", "",
               (f"On {t['frames']} ISIC test images, interleaved in one process ({t['backend']}, {t['threads']} threads,"
                f" "
-              f"load average {t['load_average'][0]:.1f} on {t['cpu_count']} CPUs): the not-dermoscopy check "
+              f"load average {t['load_average'][0]:.1f} on {t['cpu_count']} CPUs): the learned checks (frame "
+              f"statistics, then the three scores) "
               f"{t['check_median_us']:.0f} us median (p90 {t['check_p90_us']:.0f}), {t['model']} invoke "
               f"{t['invoke_median_us']:.0f} us (p90 {t['invoke_p90_us']:.0f}): ratio **{t['ratio']:.1%}** (budget "
-              f"{t['budget_ratio']:.0%}). The whole gate (with focus, brightness, lesion contrast) takes "
-              f"{t['whole_gate_median_us']:.0f} us."), ""]
+              f"{t['budget_ratio']:.0%}). Against the same model's invoke on one thread "
+              f"({t['invoke_1_thread_median_us']:.0f} us): **{t['ratio_1_thread']:.1%}**. The whole gate (with focus, "
+              f"brightness, lesion contrast) takes {t['whole_gate_median_us']:.0f} us."), ""]
     if r.get("memory"):
         lines += ["## Memory of one image", "", ("Peak resident memory added by reading a black PNG through "
                                                  "`read_image` + `preprocess`, each in a fresh process:"), "",

@@ -6,7 +6,8 @@
 3. "Not a dermoscopy frame" on edge_sca.frame_stats features. Dermoscopy: the ISIC train split plus the lesions of
    ../shared/isic_extra that hash to its fitting half (the other half is held out). Not dermoscopy: the generated
    FIT_KINDS (quantize.negatives); every other kind is held out for `input-checks evaluate`. A Gaussian mixture is
-   fitted on dermoscopy alone, a logistic regression against the generated kinds; each threshold refuses at most
+   fitted on dermoscopy alone, a logistic regression against the generated kinds, and a second one (no lesion in
+   view) against lesion-free corner tiles of ISIC train images; each threshold refuses at most
    DERMOSCOPY_MAX_REFUSED_PER_SCORE of every training source (the strictest source sets it).
 4. Drift reference: the ISIC train split's statistics, and per int8 model in models/ its p(malignant) on val.
 """
@@ -24,7 +25,7 @@ from edge_sca.contract import PREPROCESS_VERSION
 from edge_sca.errors import DataError, ImageError
 from edge_sca.focus import sharpness
 from edge_sca.frame_stats import FEATURE_NAMES, SATURATION, frame_features
-from edge_sca.input_checks import FORMAT, DermoscopyCheck, load_input_checks
+from edge_sca.input_checks import FORMAT, MIXTURE, NO_LESION, NOT_DERMOSCOPY, DermoscopyCheck, load_input_checks
 from edge_sca.input_drift import INPUT_STATS
 from edge_sca.isic import IsicFolder, Record, load_isic_folder
 from edge_sca.policy import (
@@ -57,6 +58,7 @@ class FitOptions:
     components: int = 6
     quadratic: bool = True
     negatives_per_kind: int = 400
+    skin_tiles: int = 1500
     reference_sample: int = 2000
 
 
@@ -109,23 +111,41 @@ def source_threshold(scores: np.ndarray, sources: list[str], refuse: float) -> t
     return max(per.values()), per
 
 
-def fit_dermoscopy(pos: np.ndarray, sources: list[str], neg: dict[str, np.ndarray], opts: FitOptions) -> dict:
-    """Standardisation, mixture, logistic regression and thresholds, as edge_sca.input_checks reads them."""
+def skin_features(train_records: list[Record], n: int) -> np.ndarray:
+    """Lesion-free skin for the no-lesion score: corner tiles of ISIC *train* images (evaluation cuts val / test)."""
+    rows = [(r.path, 0, 0) for r in train_records]
+    return features_of([preprocess(img) for img in negatives.skin_crops(rows, n, FIT_SEED)],
+                       "lesion-free skin tiles (ISIC train corners)")
+
+
+def _logistic(z_pos: np.ndarray, z_neg: np.ndarray, quadratic: bool) -> dict:
+    w, b = fit_logistic(np.vstack([z_pos, z_neg]), np.r_[np.zeros(len(z_pos)), np.ones(len(z_neg))], quadratic)
+    return {"weights": w.tolist(), "bias": b, "quadratic": quadratic}
+
+
+def fit_dermoscopy(pos: np.ndarray, sources: list[str], neg: dict[str, np.ndarray], skin: np.ndarray,
+                   opts: FitOptions) -> dict:
+    """Standardisation, mixture, both logistic regressions and thresholds, as edge_sca.input_checks reads them."""
     mean, scale = pos.mean(0), pos.std(0) + 1e-6
-    z_pos = np.clip((pos - mean) / scale, -CLIP, CLIP)
-    z_neg = np.clip((np.vstack(list(neg.values())) - mean) / scale, -CLIP, CLIP)
+
+    def standard(x: np.ndarray) -> np.ndarray:
+        return np.clip((x - mean) / scale, -CLIP, CLIP)
+
+    z_pos = standard(pos)
     mixture = fit_mixture(z_pos, opts.components, seed=FIT_SEED)
-    w, b = fit_logistic(np.vstack([z_pos, z_neg]), np.r_[np.zeros(len(z_pos)), np.ones(len(z_neg))], opts.quadratic)
     check = {"mean": mean.tolist(), "scale": scale.tolist(), "clip": CLIP, "mixture": mixture,
-             "logistic": {"weights": w.tolist(), "bias": b, "quadratic": opts.quadratic},
+             "logistic": _logistic(z_pos, standard(np.vstack(list(neg.values()))), opts.quadratic),
+             "lesion": _logistic(z_pos, standard(skin), opts.quadratic) | {"threshold": 0.0},
              "mixture_threshold": 0.0, "logistic_threshold": 0.0}
     scores = DermoscopyCheck.from_dict(check).scores(pos)
     refuse = DERMOSCOPY_MAX_REFUSED_PER_SCORE
-    check["mixture_threshold"], per_m = source_threshold(scores[:, 0], sources, refuse)
-    check["logistic_threshold"], per_l = source_threshold(scores[:, 1], sources, refuse)
+    check["mixture_threshold"], per_m = source_threshold(scores[:, MIXTURE], sources, refuse)
+    check["logistic_threshold"], per_l = source_threshold(scores[:, NOT_DERMOSCOPY], sources, refuse)
+    check["lesion"]["threshold"], per_s = source_threshold(scores[:, NO_LESION], sources, refuse)
     check["fit"] = {"dermoscopy_images": len(pos), "dermoscopy_sources": {s: sources.count(s) for s in set(sources)},
                     "negative_kinds": {k: len(v) for k, v in neg.items()}, "negative_seed": FIT_SEED,
-                    "components": opts.components, "per_source_thresholds": {"mixture": per_m, "logistic": per_l},
+                    "lesion_free_skin_tiles": len(skin), "components": opts.components,
+                    "per_source_thresholds": {"mixture": per_m, "logistic": per_l, "lesion": per_s},
                     "max_refused_per_score_and_source": refuse}
     return check
 
@@ -229,7 +249,7 @@ def fit(opts: FitOptions, out: Path) -> dict:
         extra_feats, extra_sources = extra_features(extra, "fit")
         pos, pos_sources = np.vstack([train_feats, extra_feats]), pos_sources + extra_sources
     neg = negative_features(negatives.FIT_KINDS, opts.negatives_per_kind, FIT_SEED)
-    check = fit_dermoscopy(pos, pos_sources, neg, opts)
+    check = fit_dermoscopy(pos, pos_sources, neg, skin_features(train_records, opts.skin_tiles), opts)
     low = float(np.quantile(train_feats[:, SATURATION], GRAYSCALE_QUANTILE))
     data = {
         "format": FORMAT, "created": now_iso(), "git_commit": git_commit(), "tool_versions": tool_versions(),
@@ -269,6 +289,8 @@ def summary_line(data: dict) -> str:
             f"{data['grayscale']['min_saturation']:.1f}; not-dermoscopy check fitted on "
             f"{d['fit']['dermoscopy_images']} "
             f"dermoscopy images and {sum(d['fit']['negative_kinds'].values())} generated frames (mixture threshold "
-            f"{d['mixture_threshold']:.2f}, logistic {d['logistic_threshold']:.2f}); p(malignant) references for "
-            f"{len(data['reference']['p_malignant'])} models. Evaluate with `python -m quantize input-checks evaluate`")
+            f"{d['mixture_threshold']:.2f}, logistic {d['logistic_threshold']:.2f}, no-lesion "
+            f"{d['lesion']['threshold']:.2f} on {d['fit']['lesion_free_skin_tiles']} skin tiles); p(malignant) "
+            f"references for {len(data['reference']['p_malignant'])} models. Evaluate with "
+            "`python -m quantize input-checks evaluate`")
 

@@ -1,10 +1,12 @@
 """Frames that are not dermoscopy, for fitting and testing the "not a dermoscopy frame" check.
 
 Generated kinds (numpy + OpenCV, deterministic per seed): rendered text, charts, gradients, noise, shapes (e.g. a
-sky with a dark blob), colour bars and patterns. Package kinds come from scikit-image's bundled data and matplotlib's
-sample portrait (natural photos, faces, grayscale photos, tinted) and ISIC itself (lesion-free skin cut from image
-borders). `FIT_KINDS` are the kinds the check is fitted on; photos and faces are split by image (the fit never sees
-a held-out photo or face); every other kind is held out and only ever evaluated.
+sky with a dark blob), strokes (fur, grass, hair), stained cells (microscopy), scenes (a sky over rough ground),
+colour bars and patterns. Package kinds come from scikit-image's bundled data and matplotlib's sample portrait
+(natural photos, the same under a warm cast, faces, grayscale photos, tinted) and ISIC itself (lesion-free skin cut
+from image borders: train images for the no-lesion fit, val / test for evaluation). `FIT_KINDS` are the kinds the
+check is fitted on; photos and faces are split by image (the fit never sees a held-out photo or face); every other
+kind is held out and only ever evaluated.
 """
 
 from __future__ import annotations
@@ -214,14 +216,88 @@ def patterns(rng: np.random.Generator) -> np.ndarray:
     return _finish(img.astype(np.uint8), rng)
 
 
+def strokes(rng: np.random.Generator) -> np.ndarray:
+    """Fur, grass or hair: many thin, roughly parallel curved strokes in a few related colours, softly lit."""
+    h, w = _size(rng)
+    earthy = rng.random() < 0.6  # an animal's fur or dry grass: browns, greys, oranges
+    base = (np.array([rng.uniform(90, 220), rng.uniform(60, 170), rng.uniform(30, 130)], np.float32) if earthy
+            else np.array(_colour(rng, 30, 200), np.float32))
+    img = np.ascontiguousarray(np.broadcast_to(base, (h, w, 3)).astype(np.uint8))
+    flow = rng.uniform(0, np.pi)
+    curl = rng.uniform(0, 1.5)
+    length = rng.uniform(8, 60)
+    palette = [np.clip(base + rng.normal(0, 60, 3), 0, 255) for _ in range(int(rng.integers(2, 5)))]
+    n = int(h * w / rng.uniform(30, 120))
+    x, y = rng.uniform(0, w, n), rng.uniform(0, h, n)
+    ang = flow + rng.normal(0, 0.3, n) + curl * np.sin(x / w * 3 + y / h * 2)
+    pts = [np.stack([x, y], 1)]
+    for _ in range(4):  # each stroke bends a little at every step
+        ang = ang + rng.normal(0, 0.15, n)
+        x, y = x + np.cos(ang) * length / 4, y + np.sin(ang) * length / 4
+        pts.append(np.stack([x, y], 1))
+    strokes_ = np.stack(pts, 1).astype(np.int32)  # n x 5 x 2
+    batches = rng.integers(0, 4 * len(palette), n)  # a few shades of each palette colour, drawn batch by batch
+    for k in range(4 * len(palette)):
+        col = np.clip(palette[k % len(palette)] * rng.uniform(0.7, 1.2), 0, 255)
+        cv2.polylines(img, list(strokes_[batches == k]), False, tuple(float(c) for c in col), int(rng.integers(1, 3)),
+                      cv2.LINE_AA)
+    return _finish(img, rng, 0.8)
+
+
+#: Common histology stains (RGB): haematoxylin and eosin, DAB with a haematoxylin counterstain, PAS, Giemsa.
+STAINS = (((80, 60, 150), (230, 120, 170)), ((140, 90, 40), (110, 120, 190)), ((190, 60, 150), (90, 80, 160)),
+          ((120, 70, 160), (200, 150, 200)))
+
+
+def cells(rng: np.random.Generator) -> np.ndarray:
+    """Stained microscopy: round and oval cells in one or two stain colours on a pale background."""
+    h, w = _size(rng)
+    bg = np.array([rng.uniform(190, 250), rng.uniform(180, 245), rng.uniform(180, 250)], np.float32)
+    img = np.ascontiguousarray(np.broadcast_to(bg, (h, w, 3)).astype(np.uint8))
+    stains = list(STAINS[int(rng.integers(len(STAINS)))]) if rng.random() < 0.7 else [
+        _colour(rng, 20, 200) for _ in range(int(rng.integers(1, 3)))]
+    r0 = rng.uniform(3, 25)
+    for _ in range(int(h * w / (r0 * r0 * rng.uniform(4, 30)))):
+        c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        ax = (max(1, int(r0 * rng.uniform(0.6, 1.4))), max(1, int(r0 * rng.uniform(0.6, 1.4))))
+        col = np.array(stains[int(rng.integers(len(stains)))], np.float32) * rng.uniform(0.7, 1.2)
+        cv2.ellipse(img, c, ax, float(rng.uniform(0, 180)), 0, 360, tuple(float(v) for v in np.clip(col, 0, 255)),
+                    -1, cv2.LINE_AA)
+    return _finish(cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 2.0)), rng, 0.8)
+
+
+def scenes(rng: np.random.Generator) -> np.ndarray:
+    """Landscapes: a sky over rough ground (fractal noise through an earth or foliage palette), a horizon between."""
+    h, w = _size(rng)
+    field = np.zeros((h, w), np.float32)
+    for octave in range(1, 6):
+        cells_ = 2 ** octave
+        base = rng.normal(0, 1, (cells_ + 2, cells_ + 2)).astype(np.float32)
+        field += cv2.resize(base, (w, h), interpolation=cv2.INTER_CUBIC) / octave
+    field = (field - field.min()) / (np.ptp(field) + 1e-6)
+    lo, hi = np.array(_colour(rng, 0, 120), np.float32), np.array(_colour(rng, 80, 230), np.float32)
+    ground = lo + (hi - lo) * field[..., None]
+    sky_top = np.array([rng.uniform(30, 140), rng.uniform(90, 190), rng.uniform(170, 255)], np.float32)
+    sky = sky_top + (np.array([230, 235, 245], np.float32) - sky_top) * np.linspace(0, 1, h)[:, None, None]
+    horizon = h * rng.uniform(0.0, 0.7) + 0.1 * h * np.sin(np.arange(w) / w * rng.uniform(2, 12))
+    mask = (np.arange(h)[:, None] > horizon[None, :])[..., None]
+    img = np.where(mask, ground, np.broadcast_to(sky, (h, w, 3)))
+    return _finish(np.clip(img, 0, 255).astype(np.uint8), rng, 0.8)
+
+
 GENERATED: dict[str, Generator] = {"text": text, "chart": chart, "gradient": gradient, "noise": noise,
-                                   "shapes": shapes, "colour_bars": colour_bars, "patterns": patterns}
+                                   "shapes": shapes, "colour_bars": colour_bars, "patterns": patterns,
+                                   "strokes": strokes, "cells": cells, "scenes": scenes}
+
+
+#: Each kind's random stream, fixed so that adding a kind leaves the others' frames as they were.
+_STREAMS = ("chart", "colour_bars", "gradient", "noise", "patterns", "shapes", "text", "strokes", "cells", "scenes")
 
 
 def generated(kind: str, n: int, seed: int) -> Iterator[np.ndarray]:
     """`n` frames of a generated kind; the seed decides them (fitting and evaluation use different seeds)."""
     gen = GENERATED[kind]
-    rng = np.random.default_rng([seed, sorted(GENERATED).index(kind)])
+    rng = np.random.default_rng([seed, _STREAMS.index(kind)])
     for _ in range(n):
         yield gen(rng)
 
@@ -293,6 +369,17 @@ def photos(n: int, seed: int) -> Iterator[np.ndarray]:
     return _crops_of(FIT_PHOTOS, n, np.random.default_rng([seed, 101]))
 
 
+def warm_photos(n: int, seed: int) -> Iterator[np.ndarray]:
+    """Crops of the fitted photos under a warm cast, often soft: a photo's structure in a lesion's colours."""
+    rng = np.random.default_rng([seed, 109])
+    for crop in _crops_of(FIT_PHOTOS, n, rng):
+        cast = np.array([rng.uniform(1.0, 1.25), rng.uniform(0.7, 0.95), rng.uniform(0.45, 0.8)], np.float32)
+        img: np.ndarray = crop.astype(np.float32) * cast
+        if rng.random() < 0.6:
+            img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 2.5))
+        yield np.clip(img, 0, 255).astype(np.uint8)
+
+
 def photos_held_out(n: int, seed: int) -> Iterator[np.ndarray]:
     """Crops of photos the fit never sees: a cat, a retina, immunohistochemistry, Grace Hopper's portrait."""
     return _crops_of(HELD_OUT_PHOTOS, n, np.random.default_rng([seed, 106]))
@@ -352,11 +439,13 @@ def skin_crops(isic_rows: list[tuple[Path, int, int]], n: int, seed: int) -> Ite
 
 
 PACKAGE: dict[str, Callable[[int, int], Iterator[np.ndarray]]] = {
-    "photos": photos, "faces": faces, "photos_held_out": photos_held_out, "faces_held_out": faces_held_out,
+    "photos": photos, "warm_photos": warm_photos, "faces": faces, "photos_held_out": photos_held_out,
+    "faces_held_out": faces_held_out,
     "gray_photos": gray_photos, "tinted_photos": tinted_photos}
 PACKAGE_KINDS = tuple(PACKAGE)
 #: Kinds the check is fitted on (photos and faces: only the FIT_PHOTOS / LFW_FIT images); all others are held out.
-FIT_KINDS = ("text", "chart", "gradient", "noise", "shapes", "photos", "faces")
+FIT_KINDS = ("text", "chart", "gradient", "noise", "shapes", "strokes", "cells", "scenes", "photos", "warm_photos",
+             "faces")
 
 
 def package_kind(kind: str, n: int, seed: int) -> Iterator[np.ndarray]:
