@@ -133,3 +133,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write `text` (UTF-8) to `path` atomically (temporary file, fsync, rename), making its folder if needed."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def replace_between_markers(path: str | Path, begin: str, end: str, body: str) -> bool:
+    """Rewrite the text between two marker lines of a document (a generated table); True when the file changed.
+
+    ValueError when a marker is missing, so the caller can say which command owns the markers.
+    """
+    path = Path(path)
+    text = path.read_text()
+    if begin not in text or end not in text:
+        raise ValueError(f"{path} lacks the {begin} / {end} markers")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    new = f"{head}{begin}\n{body}\n{end}{tail}"
+    if new != text:
+        atomic_write_text(path, new)
+    return new != text

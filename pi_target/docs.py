@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edge_sca.fileio import replace_between_markers
 from pi_target.errors import PiTargetError
 from pi_target.parity import parity_table
 
@@ -25,12 +26,7 @@ def table_from_report(report: Path) -> str:
 
 def update_docs(report: Path, docs: Path) -> bool:
     """Replace the text between the markers; True when the file changed."""
-    text = docs.read_text()
-    if BEGIN not in text or END not in text:
-        raise PiTargetError(f"{docs} lacks the {BEGIN} / {END} markers")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    new = f"{head}{BEGIN}\n{table_from_report(report)}\n{END}{tail}"
-    if new != text:
-        docs.write_text(new)
-    return new != text
+    try:
+        return replace_between_markers(docs, BEGIN, END, table_from_report(report))
+    except ValueError as exc:
+        raise PiTargetError(str(exc)) from exc

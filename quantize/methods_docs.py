@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from edge_sca.errors import EdgeScaError
+from edge_sca.fileio import replace_between_markers
 
 BEGIN = "<!-- quantize-methods:begin (python -m quantize compare --docs-only) -->"
 END = "<!-- quantize-methods:end -->"
@@ -69,13 +70,9 @@ def update(docs: list[Path], methods_path: Path, latency_path: Path, default_rec
     text_table = table(methods, latency, default_recipe)
     changed = []
     for path in docs:
-        text = path.read_text()
-        if BEGIN not in text or END not in text:
-            raise EdgeScaError(f"{path} lacks the {BEGIN} / {END} markers")
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        new = f"{head}{BEGIN}\n{text_table}\n{END}{tail}"
-        if new != text:
-            path.write_text(new)
-            changed.append(path)
+        try:
+            if replace_between_markers(path, BEGIN, END, text_table):
+                changed.append(path)
+        except ValueError as exc:
+            raise EdgeScaError(str(exc)) from exc
     return changed
