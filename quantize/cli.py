@@ -153,7 +153,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _options(args: argparse.Namespace):
     from quantize.convert import VARIANTS
-    from quantize.pipeline import QuantizeOptions
+    from quantize.job import QuantizeOptions
     from quantize.recipe import BiasCorrection, load_recipe
 
     extra = [v.strip() for v in (getattr(args, "variants", None) or "").split(",") if v.strip()]
@@ -256,8 +256,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from quantize.budgets import broken, check_budgets
     from quantize.data import load_split
     from quantize.drift import measure
-    from quantize.pipeline import drift_of
     from quantize.report import write_report
+    from quantize.validation import drift_of
 
     models_dir, stem = Path(args.models_dir), model_stem(args.model)
     paths = {"keras": models_dir / f"{stem}.keras", "float32": models_dir / f"{stem}_float32.tflite",
@@ -284,9 +284,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
 def cmd_debug(args: argparse.Namespace) -> int:
     from edge_sca.contract import model_stem
     from edge_sca.isic import load_isic_folder, resolve_isic_dir
+    from quantize.calibration import calibration_set
     from quantize.debug import layer_errors
     from quantize.evaluate import load_source_model
-    from quantize.pipeline import calibration_set
     from quantize.provenance import write_json
 
     models_dir = Path(args.models_dir)

@@ -12,7 +12,8 @@ import logging
 from pathlib import Path
 
 from edge_sca.devpaths import REPO_ROOT
-from quantize.pipeline import QuantizeOptions, prepare, run
+from quantize.job import QuantizeOptions
+from quantize.pipeline import prepare, run
 from quantize.provenance import git_commit, now_iso, write_json
 from quantize.recipe import load_recipe
 
@@ -51,7 +52,7 @@ def _reuse_shipped(job) -> None:
     import shutil
 
     from edge_sca.manifest import manifest_path
-    from quantize.pipeline import up_to_date
+    from quantize.build_cache import up_to_date
 
     for variant in ("float32", "int8"):
         shipped, target = job.models_dir / job.path(variant).name, job.path(variant)
