@@ -154,7 +154,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _options(args: argparse.Namespace):
     from quantize.convert import VARIANTS
     from quantize.job import QuantizeOptions
-    from quantize.recipe import BiasCorrection, load_recipe
+    from quantize.recipe import load_recipe
 
     extra = [v.strip() for v in (getattr(args, "variants", None) or "").split(",") if v.strip()]
     bad = [v for v in extra if v not in VARIANTS]
@@ -162,9 +162,6 @@ def _options(args: argparse.Namespace):
         raise EdgeScaError(f"unknown variant(s) {', '.join(bad)} in --variants; choose from {', '.join(VARIANTS)}")
     recipe = load_recipe(args.recipe).with_overrides(
         args.calibration_size, getattr(args, "per_tensor", False), getattr(args, "no_bias_correction", False))
-    if args.io != "int8" and recipe.bias_correction is BiasCorrection.PER_LAYER:
-        raise EdgeScaError(f"recipe {recipe.name}: per-layer bias correction measures the int8 model through int8 "
-                           f"input only; with --io {args.io} use --recipe ptq (or add --no-bias-correction)")
     return QuantizeOptions(io=args.io, variants=extra, recipe=recipe, keep_float=list(getattr(args, "keep_float", None)
                                                                                        or []),
                            keep_float_auto=getattr(args, "keep_float_auto", False), skip_bad=args.skip_bad,

@@ -60,11 +60,15 @@ def _name(tensor) -> str:
     return name.decode() if isinstance(name, bytes) else str(name)
 
 
-def _feed(interp, pixels: np.ndarray, int8: bool) -> None:
+def _feed(interp, pixels: np.ndarray, quantized: bool) -> None:
+    """Run the model on one uint8 image: quantized with the input tensor's own scale, zero point and integer range
+    (int8 -128..127, or uint8 0..255 for an `--io uint8` model), else as floats in [0, 1]."""
     detail = interp.get_input_details()[0]
-    if int8:
+    if quantized:
         scale, zero = detail["quantization"]
-        data = np.clip(np.round(pixels.astype(np.float32) / 255.0 / scale + zero), -128, 127).astype(detail["dtype"])
+        limits = np.iinfo(detail["dtype"])
+        data = np.clip(np.round(pixels.astype(np.float32) / 255.0 / scale + zero), limits.min, limits.max
+                       ).astype(detail["dtype"])
     else:
         data = (pixels.astype(np.float32) / 255.0)
     interp.set_tensor(detail["index"], data[None])

@@ -115,6 +115,23 @@ def io_names():
 
 
 @pytest.fixture(scope="session")
+def fed_input():
+    """fed_input(tflite_bytes) -> (pixels, tensor): every uint8 value, fed to the model's input by per-layer bias
+    correction's _feed, and the input tensor the model then holds."""
+    from quantize.layer_bias import _feed, _interpreter
+
+    def fed(tflite_bytes: bytes) -> tuple[np.ndarray, np.ndarray]:
+        interp = _interpreter(tflite_bytes)
+        detail = interp.get_input_details()[0]
+        shape = tuple(detail["shape"][1:])
+        pixels = (np.arange(int(np.prod(shape))) % 256).astype(np.uint8).reshape(shape)
+        _feed(interp, pixels, True)
+        return pixels, interp.get_tensor(detail["index"])[0]
+
+    return fed
+
+
+@pytest.fixture(scope="session")
 def write_fake_model():
     """write(folder, stem, data): a .tflite file of arbitrary bytes with a manifest whose sha256 matches, for
     tests of bundling and flashing, which check manifests and hashes but never run the model."""

@@ -59,3 +59,7 @@ def test_refuses_models_with_nothing_in_common(tiny_pair):
     with pytest.raises(ValueError, match="no layer shared"):
         correct(int8, int8.replace(b"cancernet", b"xxxxxxxxx"), x)
 
+
+def test_feed_quantizes_with_the_int8_inputs_own_range(tiny_pair, fed_input):
+    pixels, fed = fed_input(tiny_pair[0])
+    assert fed.dtype == np.int8 and np.array_equal(fed.astype(int), pixels.astype(int) - 128)

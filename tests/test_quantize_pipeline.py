@@ -106,16 +106,19 @@ def test_rerun_reuses_everything_and_still_applies_the_budgets(converted, monkey
     assert [f.stat().st_mtime_ns for f in files] == before  # nothing was rebuilt
 
 
-def test_uint8_per_tensor_rebuilds_only_the_int8_model(converted, tiny_isic, tmp_path):
+def test_uint8_per_tensor_default_recipe_rebuilds_only_the_int8_model(converted, tiny_isic, tmp_path, fed_input):
+    """--io uint8 with the default recipe: per-layer bias correction feeds the uint8 input its whole 0..255 range."""
     from edge_sca.interpreter import TFLiteModel
+    from quantize.convert import check_integer_xnnpack
 
     for f in converted["models"].iterdir():
         if f.is_file() and "int8" not in f.name:
             shutil.copy2(f, tmp_path / f.name)
     float_mtime = (tmp_path / "cancernet_sca_b_float32.tflite").stat().st_mtime_ns
     rc, _, _ = _run(["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path),
-                     "--reports-dir", str(tmp_path / "r"), "--io", "uint8", "--per-tensor", "--recipe", "ptq", "-q"])
+                     "--reports-dir", str(tmp_path / "r"), "--io", "uint8", "--per-tensor", "-q"])
     assert rc in (0, 1)
+    check_integer_xnnpack((tmp_path / "cancernet_sca_b_int8.tflite").read_bytes())
     per_channel = (converted["models"] / "cancernet_sca_b_int8.tflite").stat().st_size
     assert (tmp_path / "cancernet_sca_b_int8.tflite").stat().st_size < 0.9 * per_channel  # no per-channel scales
     q = TFLiteModel(tmp_path / "cancernet_sca_b_int8.tflite")
@@ -123,6 +126,10 @@ def test_uint8_per_tensor_rebuilds_only_the_int8_model(converted, tiny_isic, tmp
     assert q.manifest.data["input"]["formula"] == "q = pixel"
     assert (tmp_path / "cancernet_sca_b_float32.tflite").stat().st_mtime_ns == float_mtime
     assert q.manifest.data["recipe"]["overrides"] == ["--per-tensor"]
+    correction = q.manifest.data["bias_correction"]
+    assert correction["method"] == "per_layer" and correction["layers"] > 40 and correction["images"] == 6
+    pixels, fed = fed_input((tmp_path / "cancernet_sca_b_int8.tflite").read_bytes())
+    assert fed.dtype == np.uint8 and np.array_equal(fed, pixels)  # not clipped at 127
 
 
 TINY_QAT = {"name": "tiny_qat", "method": "qat", "seed": 1, "bias_correction": "none",

@@ -65,11 +65,3 @@ def test_missing_or_broken_recipe_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(EdgeScaError, match="not valid JSON"):
         load_recipe(str(bad))
-
-
-def test_uint8_io_with_per_layer_correction_is_refused_with_what_to_do(tmp_path, capsys):
-    from quantize.cli import main
-
-    rc = main(["convert", "--model", "b", "--isic-dir", str(tmp_path), "--models-dir", str(tmp_path), "--io", "uint8",
-               "--recipe", "ptq_mse_pl", "-q"])
-    assert rc == 2 and "with --io uint8 use --recipe ptq" in capsys.readouterr().err
