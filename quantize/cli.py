@@ -78,6 +78,29 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_robust_tune(args: argparse.Namespace) -> int:
+    from edge_sca.contract import model_stem
+    from edge_sca.isic import resolve_isic_dir
+    from quantize.robust import RobustSettings, robust_tune
+
+    settings = RobustSettings(train_images=args.images, epochs=args.epochs, batch_size=args.batch_size,
+                              learning_rate=args.lr, consistency=args.consistency, labels=args.labels,
+                              seed=args.seed, consistency_scale=args.consistency_scale)
+    source = Path(args.models_dir) / f"{model_stem(args.model)}.keras"
+    record = robust_tune(args.model, source, resolve_isic_dir(args.isic_dir), Path(args.out_dir), settings,
+                         args.threads)
+    summary = {k: record[k] for k in ("artifact", "threshold", "metrics", "history")} | {"out_dir": args.out_dir}
+    emit(summary, args.json, lambda r: (
+        f"{r['out_dir']}/{r['artifact']}: threshold {r['threshold']:.4f}; "
+        f"val AUROC {r['metrics']['val']['auroc']:.4f}, "
+        f"test AUROC {r['metrics']['test']['auroc']:.4f}, test sensitivity {r['metrics']['test']['sensitivity']:.3f}; "
+        f"consistency {r['history'][-1]['consistency']:.5f} after {len(r['history'])} epochs. Next: "
+        f"`python -m quantize convert --model {args.model} --models-dir {r['out_dir']} --reports-dir "
+        f"{r['out_dir']}/reports` (int8 budgets) and `python -m quantize sources --models-dir {r['out_dir']} "
+        f"--model {args.model} --out-dir {r['out_dir']}/sources` (per-source accuracy)"))
+    return 0
+
+
 def cmd_pack(args: argparse.Namespace) -> int:
     from quantize.pack import PackOptions, pack_folder
 
@@ -516,6 +539,34 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--init-from", metavar="MODEL.keras",
                    help="start a new run from this model's weights (a second stage, e.g. fine-tuning at 224); "
                         "its JSON record is kept in the new record")
+
+    s = add_command(sub, "robust-tune", cmd_robust_tune,
+                    help="fine-tune a float model so that its int8 conversion changes its decisions less",
+                    description=(
+        "A candidate float model for issue 12: the model's fake-quantised twin is trained in float and in int8 "
+        "at once, distilled to the source model and pulled to agree with itself across quantisation "
+        "(quantize/robust.py). Writes <out-dir>/<stem>.keras with a training record (threshold on val, metrics "
+        "per source); resumes from <out-dir>/checkpoints after an interruption. It does not replace the shipped "
+        "model: measure it with `convert --models-dir OUT` and `sources`, and ship it only when both hold."))
+    add_model_option(s, "the model to start from: <models-dir>/<stem>.keras (by default the shipped float model)",
+                     required=True)
+    s.add_argument("--isic-dir", help=ISIC_DIR_HELP)
+    s.add_argument("--models-dir", default=str(MODELS_DIR), help="where the source model is (default models/)")
+    s.add_argument("--out-dir", default="build/robust", help="where the candidate goes (default build/robust)")
+    s.add_argument("--images", type=positive_int, default=6000,
+                   help="train images, half of each class where the split has them (default 6000)")
+    s.add_argument("--epochs", type=positive_int, default=3, help="passes over them (default 3)")
+    s.add_argument("--batch-size", type=positive_int, default=32)
+    s.add_argument("--lr", type=positive_float, default=5e-5, help="Adam learning rate, cosine-decayed to 10%%")
+    s.add_argument("--consistency", type=positive_float, default=75.0,
+                   help="weight of the int8-vs-float agreement term against distillation (default 75)")
+    s.add_argument("--consistency-scale", choices=("relative", "absolute"), default="relative",
+                   help="relative (default): the agreement term is divided by the batch's variance of the float "
+                        "margins, so shrinking every logit does not count as agreeing better; absolute: it is not")
+    s.add_argument("--labels", type=float, default=0.2,
+                   help="weight of a logistic loss on the true labels (default 0.2)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=positive_int, help="TensorFlow intra-op threads (default: all cores)")
 
     s = add_command(sub, "evaluate", cmd_evaluate,
                     help="score a .keras or .tflite model on a labelled ISIC folder", description=(

@@ -248,12 +248,13 @@ def _initial_model(cfg: TrainConfig, init_from: str):
 
 
 def _lineage(cfg: TrainConfig) -> dict | None:
-    """What the --init-from model was: its file hash and, from its record, how it was trained."""
+    return lineage_of(Path(cfg.init_from)) if cfg.init_from else None
+
+
+def lineage_of(path: Path) -> dict:
+    """What a model a new stage starts from was: its file hash and, from its record, how it was trained."""
     import json
 
-    if not cfg.init_from:
-        return None
-    path = Path(cfg.init_from)
     out: dict[str, Any] = {"path": str(path), "sha256": sha256_file(path)}
     record = path.with_suffix(".json")
     if record.exists():
