@@ -41,6 +41,7 @@ from edge_sca.progress import Progress
 from edge_sca.training_record import record_threshold
 from quantize.data import Arrays, folder_hash, load_split
 from quantize.provenance import git_commit, now_iso, tool_versions, write_json
+from quantize.qat import _Trainer as QatTrainer
 from quantize.qat import balanced_subset, ids_sha, loss_weights
 from quantize.sources import POOLED, per_source_metrics
 from quantize.train import lineage_of, predict_keras
@@ -77,10 +78,12 @@ def robust_paths(out_dir: Path, stem: str) -> dict[str, Path]:
             "weights": ckpt / "twin.weights.h5", "optimizer": ckpt / "optimizer.npz", "state": ckpt / "state.json"}
 
 
-class _Trainer:
-    """The twin, its optimiser and one compiled step that runs the twin in float and fake-quantised."""
+class _Trainer(QatTrainer):
+    """The twin, its optimiser and one compiled step that runs the twin in float and fake-quantised (checkpoints
+    are saved and restored as quantisation-aware fine-tuning's are)."""
 
     def __init__(self, model, ranges: dict, settings: RobustSettings, total_steps: int):
+        # not QatTrainer.__init__: the step differs
         import keras
         import tensorflow as tf
 
@@ -116,28 +119,6 @@ class _Trainer:
             return tf.stack([distil, consist, labels])
 
         self.step = step
-
-    def save(self, paths: dict[str, Path], state: dict) -> None:
-        paths["ckpt"].mkdir(parents=True, exist_ok=True)
-        self.twin.save_weights(paths["weights"])
-        np.savez(paths["optimizer"], *[np.asarray(v) for v in self.optimizer.variables])
-        write_json(paths["state"], state)
-
-    def restore(self, paths: dict[str, Path], key: str) -> dict | None:
-        """The state of an interrupted run with this key, its weights and optimiser loaded; else None."""
-        try:
-            state = json.loads(paths["state"].read_text())
-        except (OSError, json.JSONDecodeError):
-            return None
-        if state.get("key") != key:
-            log.info("ignoring the checkpoint in %s: it was made from other inputs", paths["ckpt"])
-            return None
-        self.twin.load_weights(paths["weights"])
-        saved = np.load(paths["optimizer"])
-        for i, var in enumerate(self.optimizer.variables):
-            var.assign(saved[f"arr_{i}"])
-        log.info("resuming after epoch %d of %d", state["epoch"], state["epochs"])
-        return state
 
 
 def _saved_ranges(paths: dict[str, Path], key: str) -> dict[str, tuple[float, float]] | None:
@@ -181,6 +162,7 @@ def _train(trainer: _Trainer, data: dict[str, np.ndarray], settings: RobustSetti
             raise ModelError("robust fine-tuning diverged (loss is not finite); lower --lr")
         seconds = time.monotonic() - t0
         state["epoch"] += 1
+        state["step"] = state["epoch"] * per_epoch
         state["seconds"] += seconds
         state["history"].append({"epoch": state["epoch"], "size": INPUT_SIZE, "distillation": distil,
                                  "consistency": consist, "label_loss": labels,
@@ -227,8 +209,10 @@ def robust_tune(arch: str, source: Path, isic_dir: Path, out_dir: Path, settings
     ranges = _saved_ranges(paths, key) or twin_ranges(model, np.asarray(calib.x), settings.activation_ranges,
                                                       settings.seed)
     trainer = _Trainer(model, ranges, settings, settings.epochs * settings.steps_per_epoch(len(x)))
-    state = trainer.restore(paths, key) or {"key": key, "epoch": 0, "epochs": settings.epochs, "history": [],
-                                            "seconds": 0.0, "ranges": {k: list(v) for k, v in ranges.items()}}
+    steps = settings.epochs * settings.steps_per_epoch(len(x))
+    state = trainer.restore(paths, key) or {"key": key, "epoch": 0, "epochs": settings.epochs, "step": 0,
+                                            "steps": steps, "history": [], "seconds": 0.0,
+                                            "ranges": {k: list(v) for k, v in ranges.items()}}
     log.info("robust fine-tuning of %s: %d train images, %d epochs of %d steps, consistency %g, lr %g", source.name,
              len(x), settings.epochs, settings.steps_per_epoch(len(x)), settings.consistency, settings.learning_rate)
     _train(trainer, data, settings, state, paths)

@@ -35,9 +35,9 @@ def test_writes_a_candidate_with_its_record_and_resumes_instead_of_retraining(ti
     assert [w.shape for w in tuned] == [w.shape for w in source]
     assert any(not np.array_equal(a, b) for a, b in zip(tuned, source, strict=True)), "the weights did not move"
 
-    with caplog.at_level(logging.INFO, logger="quantize.robust"):
+    with caplog.at_level(logging.INFO):
         again = robust_tune("b", random_models["keras"], tiny_isic, out, TINY, threads=2)
-    assert "resuming after epoch 1 of 1" in caplog.text
+    assert "resuming fine-tuning at step 3 of 3" in caplog.text
     assert again["history"] == record["history"]
 
 
