@@ -68,6 +68,10 @@ class RobustSettings:
     #: every logit (which also crowds images near the threshold) does not count as agreeing better; "absolute": not
     consistency_scale: str = "relative"
 
+    def __post_init__(self) -> None:
+        if self.consistency_scale not in ("relative", "absolute"):
+            raise ValueError(f"consistency_scale {self.consistency_scale!r}: use 'relative' or 'absolute'")
+
     def steps_per_epoch(self, images: int) -> int:
         return images // self.batch_size
 
@@ -208,8 +212,8 @@ def robust_tune(arch: str, source: Path, isic_dir: Path, out_dir: Path, settings
     key = _key(sha256_file(source), settings, [train.ids[i] for i in picks], list(calib.ids))
     ranges = _saved_ranges(paths, key) or twin_ranges(model, np.asarray(calib.x), settings.activation_ranges,
                                                       settings.seed)
-    trainer = _Trainer(model, ranges, settings, settings.epochs * settings.steps_per_epoch(len(x)))
     steps = settings.epochs * settings.steps_per_epoch(len(x))
+    trainer = _Trainer(model, ranges, settings, steps)
     state = trainer.restore(paths, key) or {"key": key, "epoch": 0, "epochs": settings.epochs, "step": 0,
                                             "steps": steps, "history": [], "seconds": 0.0,
                                             "ranges": {k: list(v) for k, v in ranges.items()}}

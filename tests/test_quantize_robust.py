@@ -58,3 +58,8 @@ def test_out_of_range_numbers_are_usage_errors(bad, capsys):
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["robust-tune", "--model", "b", *bad])
     assert exc.value.code == 2 and bad[0] in capsys.readouterr().err
+
+
+def test_an_unknown_consistency_scale_is_refused():
+    with pytest.raises(ValueError, match="relative"):
+        RobustSettings(consistency_scale="logits")
