@@ -4,10 +4,12 @@
 - `focus.min_sharpness` and `grayscale.min_saturation`, measured on ISIC images;
 - `dermoscopy`: the "not a dermoscopy frame" check on edge_sca.frame_stats features. Two scores, each with its
   threshold: a Gaussian mixture's negative log-likelihood (how unlike every dermoscopy image the frame is; fitted on
-  dermoscopy alone) and a logistic regression on the standardised features and their products (fitted against
-  generated non-dermoscopy). A frame past either threshold is not judged. A third score, `dermoscopy.lesion`, is a
-  logistic regression of the same form fitted against lesion-free skin (ISIC training images' corners): past its
-  threshold the frame is skin with no lesion in view;
+  dermoscopy alone) and `not_dermoscopy`, the mean of an ensemble's normalised scores (quadratic logistic regressions
+  and small ReLU networks on the standardised features, fitted against generated non-dermoscopy with different
+  seeds and negatives: one model learns the fitted images, the mean of several generalises better to unseen ones).
+  A frame past either threshold is not judged. A third score, `dermoscopy.lesion`, is a quadratic logistic
+  regression fitted against lesion-free skin (ISIC training images' corners): past its threshold the frame is skin
+  with no lesion in view;
 - `reference`: the training split's statistics for the input drift monitor (edge_sca.input_drift), and per model
   sha256, the distribution of p(malignant) on the validation split.
 The file records the preprocessing version it was fitted under; another version is refused.
@@ -16,7 +18,7 @@ The file records the preprocessing version it was fitted under; another version 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +26,9 @@ import numpy as np
 from edge_sca.contract import INPUT_CHECKS_FILE, PREPROCESS_VERSION
 from edge_sca.errors import ModelError
 from edge_sca.frame_stats import FEATURE_NAMES
+from edge_sca.fused_scores import FusedScores
 
-FORMAT = 2
+FORMAT = 3
 FIT_HINT = "run `python -m quantize input-checks fit` on the workstation (or re-flash the bundle)"
 
 
@@ -71,7 +74,8 @@ class GaussianMixture:
 
 @dataclass
 class Logistic:
-    """A logistic regression on standardised values and (if quadratic) their pairwise products, with its threshold."""
+    """A logistic regression on standardised values and (if quadratic) their pairwise products, with its threshold
+    (unused inside an ensemble, whose mean has one)."""
 
     linear: np.ndarray  # weights of the standardised values (d)
     pairs: np.ndarray  # weights of their products as an upper-triangular d x d matrix (zero if linear)
@@ -87,40 +91,110 @@ class Logistic:
         return z @ self.linear + ((z @ self.pairs) * z).sum(axis=1) + self.bias
 
 
+@dataclass
+class Mlp:
+    """A small ReLU network on standardised values: (weights, bias) per layer, the last layer linear with one output."""
+
+    layers: list[tuple[np.ndarray, np.ndarray]]
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Mlp:
+        return cls([(np.asarray(layer["weights"], np.float64), np.asarray(layer["bias"], np.float64))
+                    for layer in d["layers"]])
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        h = z
+        for w, b in self.layers[:-1]:
+            h = np.maximum(h @ w + b, 0.0)
+        w, b = self.layers[-1]
+        return (h @ w + b)[:, 0]
+
+
+@dataclass
+class Member:
+    """One model of the ensemble, with the dermoscopy quantile its score is measured from and the spread it is
+    measured in (that quantile minus the dermoscopy median): normalised, every member's score means the same."""
+
+    model: Logistic | Mlp
+    at: float
+    spread: float
+
+    @classmethod
+    def from_dict(cls, m: dict, d: int) -> Member:
+        if m["kind"] not in ("logistic", "mlp"):
+            raise ValueError(f"member kind {m['kind']!r}")
+        model = Logistic.from_dict(m, d, 0.0) if m["kind"] == "logistic" else Mlp.from_dict(m)
+        return cls(model, float(m["at"]), float(m["spread"]))
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        return (self.model.score(z) - self.at) / self.spread
+
+
+@dataclass
+class Ensemble:
+    """The not-dermoscopy score: the mean of its members' normalised scores, with its threshold."""
+
+    members: list[Member]
+    threshold: float
+
+    @classmethod
+    def from_dict(cls, e: dict, d: int) -> Ensemble:
+        if not e["members"]:
+            raise ValueError("an ensemble without members")
+        return cls([Member.from_dict(m, d) for m in e["members"]], float(e["threshold"]))
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        total = self.members[0].score(z)
+        for member in self.members[1:]:
+            total = total + member.score(z)
+        return total / len(self.members)
+
+
 #: Columns of DermoscopyCheck.scores.
 MIXTURE, NOT_DERMOSCOPY, NO_LESION = 0, 1, 2
 
 
 @dataclass
 class DermoscopyCheck:
-    """Standardisation, the mixture and its threshold, the not-dermoscopy and the no-lesion logistic regressions."""
+    """Standardisation, the mixture and its threshold, the not-dermoscopy ensemble and the no-lesion regression."""
 
     mean: np.ndarray
     scale: np.ndarray
     clip: float
     mixture: GaussianMixture
     mixture_threshold: float
-    logistic: Logistic
+    not_dermoscopy: Ensemble
     lesion: Logistic
+    fused: FusedScores = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.fused = FusedScores(self.mixture, self.not_dermoscopy.members, self.lesion)
 
     @classmethod
     def from_dict(cls, d: dict) -> DermoscopyCheck:
         mean = np.asarray(d["mean"], np.float64)
         return cls(mean, np.asarray(d["scale"], np.float64), float(d["clip"]), GaussianMixture.from_dict(d["mixture"]),
-                   float(d["mixture_threshold"]), Logistic.from_dict(d["logistic"], len(mean), d["logistic_threshold"]),
+                   float(d["mixture_threshold"]), Ensemble.from_dict(d["not_dermoscopy"], len(mean)),
                    Logistic.from_dict(d["lesion"], len(mean), d["lesion"]["threshold"]))
 
     def standardise(self, features: np.ndarray) -> np.ndarray:
         return np.clip((np.atleast_2d(features) - self.mean) / self.scale, -self.clip, self.clip)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
-        """N x 3 (columns MIXTURE, NOT_DERMOSCOPY, NO_LESION): higher = less like dermoscopy of a lesion."""
+        """N x 3 (columns MIXTURE, NOT_DERMOSCOPY, NO_LESION): higher = less like dermoscopy of a lesion. Computed
+        fused (edge_sca.fused_scores); `separate_scores` is the definition."""
+        return self.fused.scores(self.standardise(features))
+
+    def separate_scores(self, features: np.ndarray) -> np.ndarray:
+        """The same scores model by model: what each score means, and what the fused version is tested against."""
         z = self.standardise(features)
-        return np.stack([self.mixture.neg_log_likelihood(z), self.logistic.score(z), self.lesion.score(z)], axis=1)
+        columns = [self.mixture.neg_log_likelihood(z), self.not_dermoscopy.score(z), self.lesion.score(z)]
+        return np.stack(columns, axis=1)
 
     def refuses(self, scores: np.ndarray) -> np.ndarray:
-        """Not a dermoscopy frame: past the mixture's or the not-dermoscopy logistic's threshold."""
-        return (scores[..., MIXTURE] > self.mixture_threshold) | (scores[..., NOT_DERMOSCOPY] > self.logistic.threshold)
+        """Not a dermoscopy frame: past the mixture's or the not-dermoscopy ensemble's threshold."""
+        return ((scores[..., MIXTURE] > self.mixture_threshold)
+                | (scores[..., NOT_DERMOSCOPY] > self.not_dermoscopy.threshold))
 
     def lacks_lesion(self, scores: np.ndarray) -> np.ndarray:
         """Skin with no lesion in view: past the no-lesion logistic's threshold."""

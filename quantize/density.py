@@ -1,7 +1,8 @@
-"""Small fits for the input checks: a Gaussian mixture by EM (numpy) and weighted logistic regressions by L-BFGS.
+"""Small fits for the input checks: a Gaussian mixture by EM (numpy), weighted logistic regressions by L-BFGS and
+small ReLU networks by Adam (Keras).
 
-Both are fitted on a few tens of thousands of 38-value rows in seconds to a minute; the runtime only evaluates them
-(edge_sca.input_checks), so neither needs more than numpy on either side.
+Each is fitted on a few tens of thousands of 38-value rows in seconds to a minute; the runtime only evaluates them
+(edge_sca.input_checks) in numpy.
 """
 
 from __future__ import annotations
@@ -85,3 +86,26 @@ def fit_logistic(z: np.ndarray, y: np.ndarray, quadratic: bool = True, l2: float
     log.info("logistic regression on %d values: loss %.4f after %d L-BFGS steps (%s)", x.shape[1], result.fun,
              result.nit, "converged" if result.success else result.message)
     return result.x[:-1], float(result.x[-1])
+
+
+def fit_mlp(z: np.ndarray, y: np.ndarray, hidden: int = 64, seed: int = 1, epochs: int = 60,
+            l2: float = 1e-4) -> dict:
+    """A class-balanced two-hidden-layer ReLU network (y = 1: the kind to refuse) by Adam, in the form
+    edge_sca.input_checks.Mlp reads. Keras trains it (the workstation has TensorFlow); the runtime evaluates it in
+    numpy: a few thousand weights, two small matmuls a frame."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    weight = np.where(y == 1, 0.5 / max(1, int(y.sum())), 0.5 / max(1, int((1 - y).sum()))) * len(y)
+    reg = keras.regularizers.l2(l2)
+    model = keras.Sequential([keras.Input((z.shape[1],)),
+                              keras.layers.Dense(hidden, activation="relu", kernel_regularizer=reg),
+                              keras.layers.Dense(hidden, activation="relu", kernel_regularizer=reg),
+                              keras.layers.Dense(1)])
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.BinaryCrossentropy(from_logits=True))
+    history = model.fit(z.astype(np.float32), y.astype(np.float32), sample_weight=weight, batch_size=256,
+                        epochs=epochs, verbose=0, shuffle=True)
+    log.info("network %d-%d-%d-1 (seed %d): loss %.4f after %d epochs", z.shape[1], hidden, hidden, seed,
+             history.history["loss"][-1], epochs)
+    return {"layers": [{"weights": layer.get_weights()[0].astype(np.float64).tolist(),
+                        "bias": layer.get_weights()[1].astype(np.float64).tolist()} for layer in model.layers]}

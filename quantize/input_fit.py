@@ -5,10 +5,11 @@
 2. Grayscale: GRAYSCALE_FRACTION of the ISIC training images' GRAYSCALE_QUANTILE saturation.
 3. "Not a dermoscopy frame" on edge_sca.frame_stats features. Dermoscopy: the ISIC train split plus the lesions of
    ../shared/isic_extra that hash to its fitting half (the other half is held out). Not dermoscopy: the generated
-   FIT_KINDS (quantize.negatives); every other kind is held out for `input-checks evaluate`. A Gaussian mixture is
-   fitted on dermoscopy alone, a logistic regression against the generated kinds, and a second one (no lesion in
-   view) against lesion-free corner tiles of ISIC train images; each threshold refuses at most
-   DERMOSCOPY_MAX_REFUSED_PER_SCORE of every training source (the strictest source sets it).
+   FIT_KINDS (quantize.negatives, and for some models its fit-only close-ups of the fitted photos); every other kind
+   is held out for `input-checks evaluate`. A Gaussian mixture is fitted on dermoscopy alone, the ENSEMBLE's models
+   against the generated kinds, and a quadratic logistic regression (no lesion in view) against lesion-free corner
+   tiles of ISIC train images; each threshold refuses at most its DERMOSCOPY_MAX_REFUSED_PER_SCORE of every training
+   source (the strictest source sets it).
 4. Drift reference: the ISIC train split's statistics, and per int8 model in models/ its p(malignant) on val.
 """
 
@@ -40,13 +41,30 @@ from edge_sca.policy import (
 from edge_sca.preprocess import load_preprocessed, preprocess, read_image
 from edge_sca.progress import Progress
 from quantize import focus_curve, negatives
-from quantize.density import fit_logistic, fit_mixture
+from quantize.density import fit_logistic, fit_mixture, fit_mlp
 from quantize.provenance import git_commit, now_iso, tool_versions, write_json
 
 log = logging.getLogger(__name__)
 
 FIT_SEED = 1
 CLIP = 8.0
+#: Each member's score is measured from the quantile that refuses this fraction of every training source.
+MEMBER_ANCHOR = 0.004
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One model of the not-dermoscopy ensemble: its kind, seed, and whether it also sees the fit-only close-ups."""
+
+    kind: str  # "logistic" (quadratic) or "mlp"
+    seed: int = 1
+    details: bool = False
+
+
+#: Diverse on purpose (two model forms, two seeds, with and without close-ups): measured in docs/input-checks.md,
+#: any one of them refuses 66-92% of the held-out photos, their mean more than each.
+ENSEMBLE: tuple[MemberSpec, ...] = (MemberSpec("logistic"), MemberSpec("logistic", details=True), MemberSpec("mlp", 1),
+                                    MemberSpec("mlp", 2), MemberSpec("mlp", 1, details=True))
 
 
 @dataclass
@@ -99,7 +117,7 @@ def isic_train_features(folder: IsicFolder) -> tuple[np.ndarray, list[str], list
     return features_of(arrays.x, "ISIC train images"), [r.dataset or "ISIC" for r in records], records
 
 
-def negative_features(kinds: tuple[str, ...], n: int, seed: int) -> dict[str, np.ndarray]:
+def negative_features(kinds: tuple[str, ...] | list[str], n: int, seed: int) -> dict[str, np.ndarray]:
     return {k: features_of([preprocess(img) for img in negatives.frames(k, n, seed)], f"non-dermoscopy {k}")
             for k in kinds}
 
@@ -123,9 +141,40 @@ def _logistic(z_pos: np.ndarray, z_neg: np.ndarray, quadratic: bool) -> dict:
     return {"weights": w.tolist(), "bias": b, "quadratic": quadratic}
 
 
+def _member(spec: MemberSpec, z_pos: np.ndarray, z_neg: np.ndarray, quadratic: bool) -> dict:
+    if spec.kind == "logistic":
+        return {"kind": "logistic"} | _logistic(z_pos, z_neg, quadratic)
+    y = np.r_[np.zeros(len(z_pos)), np.ones(len(z_neg))]
+    return {"kind": "mlp"} | fit_mlp(np.vstack([z_pos, z_neg]), y, seed=spec.seed)
+
+
+def fit_ensemble(z_pos: np.ndarray, sources: list[str], neg: dict[str, np.ndarray], details: np.ndarray | None,
+                 opts: FitOptions) -> dict:
+    """Every ENSEMBLE member fitted and normalised (score 0 at its MEMBER_ANCHOR quantile of dermoscopy, 1 per step
+    from the dermoscopy median to there), and the mean's threshold."""
+    from edge_sca.input_checks import Member
+
+    plain = np.vstack(list(neg.values()))
+    members = []
+    for i, spec in enumerate(ENSEMBLE):
+        if spec.details and details is None:
+            continue
+        z_neg = plain if details is None or not spec.details else np.vstack([plain, details])
+        log.info("not-dermoscopy ensemble: model %d of %d (%s, seed %d%s)", i + 1, len(ENSEMBLE), spec.kind,
+                 spec.seed, ", with close-ups" if spec.details else "")
+        m = _member(spec, z_pos, z_neg, opts.quadratic) | {"at": 0.0, "spread": 1.0, "seed": spec.seed,
+                                                             "details": spec.details}
+        raw = Member.from_dict(m, z_pos.shape[1]).score(z_pos)
+        m["at"] = source_threshold(raw, sources, MEMBER_ANCHOR)[0]
+        m["spread"] = max(m["at"] - float(np.median(raw)), 1e-6)
+        members.append(m)
+    return {"members": members, "threshold": 0.0}
+
+
 def fit_dermoscopy(pos: np.ndarray, sources: list[str], neg: dict[str, np.ndarray], skin: np.ndarray,
-                   opts: FitOptions) -> dict:
-    """Standardisation, mixture, both logistic regressions and thresholds, as edge_sca.input_checks reads them."""
+                   opts: FitOptions, details: np.ndarray | None = None) -> dict:
+    """Standardisation, mixture, the not-dermoscopy ensemble, the no-lesion regression and their thresholds, as
+    edge_sca.input_checks reads them. `details`: features of the fit-only close-ups (None: no member uses them)."""
     mean, scale = pos.mean(0), pos.std(0) + 1e-6
 
     def standard(x: np.ndarray) -> np.ndarray:
@@ -133,20 +182,23 @@ def fit_dermoscopy(pos: np.ndarray, sources: list[str], neg: dict[str, np.ndarra
 
     z_pos = standard(pos)
     mixture = fit_mixture(z_pos, opts.components, seed=FIT_SEED)
+    ensemble = fit_ensemble(z_pos, sources, {k: standard(v) for k, v in neg.items()},
+                            None if details is None else standard(details), opts)
     check = {"mean": mean.tolist(), "scale": scale.tolist(), "clip": CLIP, "mixture": mixture,
-             "logistic": _logistic(z_pos, standard(np.vstack(list(neg.values()))), opts.quadratic),
+             "not_dermoscopy": ensemble,
              "lesion": _logistic(z_pos, standard(skin), opts.quadratic) | {"threshold": 0.0},
-             "mixture_threshold": 0.0, "logistic_threshold": 0.0}
+             "mixture_threshold": 0.0}
     scores = DermoscopyCheck.from_dict(check).scores(pos)
     refuse = DERMOSCOPY_MAX_REFUSED_PER_SCORE
-    check["mixture_threshold"], per_m = source_threshold(scores[:, MIXTURE], sources, refuse)
-    check["logistic_threshold"], per_l = source_threshold(scores[:, NOT_DERMOSCOPY], sources, refuse)
-    check["lesion"]["threshold"], per_s = source_threshold(scores[:, NO_LESION], sources, refuse)
+    check["mixture_threshold"], per_m = source_threshold(scores[:, MIXTURE], sources, refuse["mixture"])
+    ensemble["threshold"], per_e = source_threshold(scores[:, NOT_DERMOSCOPY], sources, refuse["not_dermoscopy"])
+    check["lesion"]["threshold"], per_s = source_threshold(scores[:, NO_LESION], sources, refuse["no_lesion"])
     check["fit"] = {"dermoscopy_images": len(pos), "dermoscopy_sources": {s: sources.count(s) for s in set(sources)},
                     "negative_kinds": {k: len(v) for k, v in neg.items()}, "negative_seed": FIT_SEED,
+                    "fit_only_close_ups": 0 if details is None else len(details),
                     "lesion_free_skin_tiles": len(skin), "components": opts.components,
-                    "per_source_thresholds": {"mixture": per_m, "logistic": per_l, "lesion": per_s},
-                    "max_refused_per_score_and_source": refuse}
+                    "per_source_thresholds": {"mixture": per_m, "not_dermoscopy": per_e, "lesion": per_s},
+                    "max_refused_per_score_and_source": refuse, "member_anchor": MEMBER_ANCHOR}
     return check
 
 
@@ -249,7 +301,9 @@ def fit(opts: FitOptions, out: Path) -> dict:
         extra_feats, extra_sources = extra_features(extra, "fit")
         pos, pos_sources = np.vstack([train_feats, extra_feats]), pos_sources + extra_sources
     neg = negative_features(negatives.FIT_KINDS, opts.negatives_per_kind, FIT_SEED)
-    check = fit_dermoscopy(pos, pos_sources, neg, skin_features(train_records, opts.skin_tiles), opts)
+    details = negative_features(list(negatives.FIT_AUGMENTATIONS), opts.negatives_per_kind, FIT_SEED)
+    check = fit_dermoscopy(pos, pos_sources, neg, skin_features(train_records, opts.skin_tiles), opts,
+                           np.vstack(list(details.values())))
     low = float(np.quantile(train_feats[:, SATURATION], GRAYSCALE_QUANTILE))
     data = {
         "format": FORMAT, "created": now_iso(), "git_commit": git_commit(), "tool_versions": tool_versions(),
@@ -289,7 +343,8 @@ def summary_line(data: dict) -> str:
             f"{data['grayscale']['min_saturation']:.1f}; not-dermoscopy check fitted on "
             f"{d['fit']['dermoscopy_images']} "
             f"dermoscopy images and {sum(d['fit']['negative_kinds'].values())} generated frames (mixture threshold "
-            f"{d['mixture_threshold']:.2f}, logistic {d['logistic_threshold']:.2f}, no-lesion "
+            f"{d['mixture_threshold']:.2f}, ensemble of {len(d['not_dermoscopy']['members'])} "
+            f"{d['not_dermoscopy']['threshold']:.2f}, no-lesion "
             f"{d['lesion']['threshold']:.2f} on {d['fit']['lesion_free_skin_tiles']} skin tiles); p(malignant) "
             f"references for {len(data['reference']['p_malignant'])} models. Evaluate with "
             "`python -m quantize input-checks evaluate`")

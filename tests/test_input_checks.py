@@ -13,12 +13,12 @@ import pytest
 from edge_sca.contract import PREPROCESS_VERSION
 from edge_sca.errors import ModelError
 from edge_sca.frame_stats import FEATURE_NAMES, frame_features
-from edge_sca.input_checks import default_path, load_input_checks
+from edge_sca.input_checks import Ensemble, Mlp, default_path, load_input_checks
 from edge_sca.isic import load_isic_folder
 from edge_sca.preprocess import preprocess, read_image
 from edge_sca.quality import Retake, check_quality
 from quantize import negatives
-from quantize.density import fit_logistic, fit_mixture
+from quantize.density import fit_logistic, fit_mixture, fit_mlp
 from quantize.input_fit import source_threshold
 
 
@@ -152,6 +152,8 @@ def test_the_file_records_how_it_was_made(checks):
     (lambda d: d["focus"].pop("min_sharpness"), "malformed input checks"),
     (lambda d: d.update(format=99), "format 99"),
     (lambda d: d["dermoscopy"].pop("lesion"), "malformed input checks"),
+    (lambda d: d["dermoscopy"]["not_dermoscopy"]["members"][0].update(kind="forest"), "malformed input checks"),
+    (lambda d: d["dermoscopy"]["not_dermoscopy"].update(members=[]), "malformed input checks"),
 ])
 def test_stale_or_broken_files_are_refused(checks, tmp_path, edit, match):
     data = json.loads(checks.path.read_text())
@@ -188,3 +190,35 @@ def test_threshold_protects_the_smallest_source():
     sources = ["big"] * 1000 + ["small"] * 10
     threshold, per = source_threshold(scores, sources, 0.01)
     assert threshold == 5.0 and per["big"] == 0.0
+
+
+def test_network_fit_and_its_numpy_forward_pass_agree():
+    """fit_mlp trains in Keras, the runtime scores in numpy: the two must draw the same boundary."""
+    rng = np.random.default_rng(0)
+    ring = rng.normal(0, 1, (3000, 2))
+    y = (np.hypot(ring[:, 0], ring[:, 1]) > 1.2).astype(float)  # not linearly separable
+    net = Mlp.from_dict(fit_mlp(ring, y, hidden=16, epochs=60))
+    assert ((net.score(ring) > 0) == y).mean() > 0.9
+
+
+def test_ensemble_is_the_mean_of_normalised_members():
+    a = {"kind": "logistic", "weights": [1.0, 0.0], "bias": 0.0, "quadratic": False, "at": 1.0, "spread": 2.0}
+    b = {"kind": "mlp", "layers": [{"weights": [[1.0], [1.0]], "bias": [0.0]}], "at": 0.0, "spread": 1.0}
+    ens = Ensemble.from_dict({"members": [a, b], "threshold": 0.5}, 2)
+    z = np.array([[3.0, 1.0]])
+    assert ens.score(z)[0] == pytest.approx(((3.0 - 1.0) / 2.0 + 4.0) / 2)
+
+
+def test_close_ups_are_fit_only():
+    """The fit-only close-ups are the fitted photos again: never an evaluated kind of their own."""
+    assert not set(negatives.FIT_AUGMENTATIONS) & (set(negatives.GENERATED) | set(negatives.PACKAGE_KINDS))
+    frames = list(negatives.frames("photo_details", 6, seed=7))
+    assert len(frames) == 6 and all(f.dtype == np.uint8 and f.ndim == 3 and min(f.shape[:2]) >= 24 for f in frames)
+
+
+def test_fused_scores_equal_the_separate_models(checks):
+    """The runtime's one-matmul scores are the models' own, on dermoscopy-like and on generated frames."""
+    rows = np.array([frame_features(preprocess(f)) for f in negatives.generated("shapes", 4, seed=7)])
+    rows = np.vstack([rows, checks.dermoscopy.mean, checks.dermoscopy.mean + checks.dermoscopy.scale])
+    np.testing.assert_allclose(checks.dermoscopy.scores(rows), checks.dermoscopy.separate_scores(rows), rtol=1e-9,
+                               atol=1e-9)
