@@ -369,7 +369,8 @@ def cmd_input_evaluate(args: argparse.Namespace) -> int:
         f"non-dermoscopy RETAKE {r['pooled']['all']['retake']:.2%} of {r['pooled']['all']['n']} (held-out kinds "
         f"{r['pooled']['held_out_kinds']['retake']:.2%}); dermoscopy refused by the learned checks at most "
         f"{max(x['learned_checks'] for x in r['dermoscopy'] if x['isic']):.2%} per ISIC source; check / invoke "
-        f"{r['timing']['ratio']:.1%}; report {md}"))
+        + ", ".join(f"{v['ratio']:.1%} ({name} threads)" for name, v in r["timing"]["invoke"].items())
+        + f"; report {md}"))
     return 0
 
 
