@@ -374,6 +374,20 @@ def cmd_input_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_input_docs(args: argparse.Namespace) -> int:
+    from quantize.input_eval import update_docs
+
+    try:
+        changed = update_docs(Path(args.report), Path(args.docs))
+    except FileNotFoundError as exc:
+        raise EdgeScaError(f"{exc.filename}: not found; run `python -m quantize input-checks evaluate` first") from exc
+    except ValueError as exc:
+        raise EdgeScaError(f"{exc}: put them back around the tables (see docs/input-checks.md in git)") from exc
+    emit(changed, args.json, lambda c: f"{args.docs}: " + (", ".join(k for k, v in c.items() if v) + " rewritten"
+                                                          if any(c.values()) else "already matches the report"))
+    return 0
+
+
 def cmd_input_drift(args: argparse.Namespace) -> int:
     from quantize.drift_demo import default_replays, run_replays, write
 
@@ -403,6 +417,7 @@ def _add_input_check_options(s: argparse.ArgumentParser) -> None:
 
 def _add_input_checks(sub: argparse._SubParsersAction) -> None:
     from edge_sca.contract import INPUT_CHECKS_FILE
+    from edge_sca.devpaths import REPO_ROOT
 
     default_out = MODELS_DIR / INPUT_CHECKS_FILE
     p = sub.add_parser("input-checks", help="fit / evaluate the scanner's input checks and show input drift",
@@ -435,6 +450,16 @@ def _add_input_checks(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--frames", type=positive_int, default=300, help="frames per non-dermoscopy kind (default 300)")
     s.add_argument("--extra-frames", type=positive_int, default=2000, help="isic_extra held-out images to judge")
     _add_input_check_options(s)
+
+    s = add_command(cmds, "docs", cmd_input_docs,
+                    help="rewrite the tables of docs/input-checks.md from the evaluation report",
+                    description="The dermoscopy, not-dermoscopy and cost tables between their markers in "
+                    "docs/input-checks.md, from reports/input_checks/evaluation.json (so the figures are the "
+                    "report's, never typed).")
+    s.add_argument("--report", default=str(REPO_ROOT / "reports" / "input_checks" / "evaluation.json"),
+                   help="the evaluation report (default reports/input_checks/evaluation.json)")
+    s.add_argument("--docs", default=str(REPO_ROOT / "docs" / "input-checks.md"),
+                   help="the document to update (default docs/input-checks.md)")
 
     s = add_command(cmds, "drift", cmd_input_drift,
                     help="replay the ISIC test split and other sources; report the input drift",

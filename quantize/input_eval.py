@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_sca.errors import ImageError
+from edge_sca.fileio import replace_between_markers
 from edge_sca.frame_stats import frame_features
 from edge_sca.input_checks import InputChecks
 from edge_sca.isic import IsicFolder, Record, load_isic_folder
@@ -214,22 +215,21 @@ def evaluate(checks: InputChecks, isic_dir: Path, extra_dir: Path | None, model_
     }
 
 
-def markdown(r: dict) -> str:
-    """The report as Markdown tables (docs/input-checks.md quotes them)."""
-    t = r["timing"]
-    lines = [f"# Input checks: evaluation ({r['created']}, commit {r['git_commit'][:12]})", "",
-             "## Dermoscopy (held out: never used to fit)", "",
-             ("| source | images | refused by the learned checks (not dermoscopy or no lesion) | of which not "
+def dermoscopy_table(r: dict) -> str:
+    lines = [("| source | images | refused by the learned checks (not dermoscopy or no lesion) | of which not "
               "dermoscopy | refused by the whole gate | gate's reasons |"),
              "|---|---:|---:|---:|---:|---|"]
     for row in r["dermoscopy"]:
         reasons = ", ".join(f"{k} {v}" for k, v in row["reasons"].items() if k != "passed") or "-"
         lines.append(f"| {row['source']} | {row['n']} | {row['learned_checks']:.2%} | "
                      f"{row['not_dermoscopy_check']:.2%} | {row['retake']:.2%} | {reasons} |")
-    lines += ["", f"## Not dermoscopy (seed {r['eval_seed']}; the fit used seed 1 and only the fitted kinds)", "",
-              ("| kind | fitted on | frames | RETAKE (whole gate) | learned checks alone | not-dermoscopy check alone "
-               "| reasons |"),
-              "|---|---|---:|---:|---:|---:|---|"]
+    return "\n".join(lines)
+
+
+def negatives_table(r: dict) -> str:
+    lines = [("| kind | fitted on | frames | RETAKE (whole gate) | learned checks alone | not-dermoscopy check alone "
+              "| reasons |"),
+             "|---|---|---:|---:|---:|---:|---|"]
     for row in r["not_dermoscopy"]:
         reasons = ", ".join(f"{k} {v}" for k, v in row["reasons"].items())
         lines.append(f"| {row['kind']} | {'yes' if row['fitted'] else 'held out'} | {row['n']} | {row['retake']:.1%} "
@@ -241,15 +241,45 @@ def markdown(r: dict) -> str:
     for name, p in r["pooled"].items():
         lines.append(f"| **{name.replace('_', ' ')}** | | {p['n']} | **{p['retake']:.1%}** | "
                      f"{p['learned_checks']:.1%} | {p['not_dermoscopy_check']:.1%} | |")
-    lines += ["", "## Cost", "", cost_paragraph(t), "",
-              ("| measured | interpreter threads | check median | check p90 | invoke median | invoke p90 | "
-               "check / invoke |"), "|---|---|---:|---:|---:|---:|---:|"]
+    return "\n".join(lines)
+
+
+def cost_table(r: dict) -> str:
+    t = r["timing"]
+    lines = [cost_paragraph(t), "",
+             ("| measured | interpreter threads | check median | check p90 | invoke median | invoke p90 | "
+              "check / invoke |"), "|---|---|---:|---:|---:|---:|---:|"]
     for order, label in (("invoke", "back to back"), ("runtime_order", "in the runtime's order")):
         for inv in t[order].values():
             threads = "default (the runtime's choice)" if inv["threads"] is None else str(inv["threads"])
             lines.append(f"| {label} | {threads} | {inv['check_median_us']:.0f} us | {inv['check_p90_us']:.0f} us | "
                          f"{inv['median_us']:.0f} us | {inv['p90_us']:.0f} us | **{inv['ratio']:.1%}** |")
-    lines.append("")
+    return "\n".join(lines)
+
+
+#: The tables docs/input-checks.md carries between markers, rewritten by `python -m quantize input-checks docs`.
+DOC_TABLES = {"dermoscopy": dermoscopy_table, "not-dermoscopy": negatives_table, "cost": cost_table}
+
+
+def doc_markers(name: str) -> tuple[str, str]:
+    return (f"<!-- input-checks-{name}:begin (python -m quantize input-checks docs) -->",
+            f"<!-- input-checks-{name}:end -->")
+
+
+def update_docs(report: Path, docs: Path) -> dict[str, bool]:
+    """Rewrite the marked tables of `docs` from an evaluation.json; per table, whether it changed."""
+    import json
+
+    r = json.loads(report.read_text())
+    return {name: replace_between_markers(docs, *doc_markers(name), table(r)) for name, table in DOC_TABLES.items()}
+
+
+def markdown(r: dict) -> str:
+    """The report as Markdown tables (docs/input-checks.md carries the same tables: `input-checks docs`)."""
+    lines = [f"# Input checks: evaluation ({r['created']}, commit {r['git_commit'][:12]})", "",
+             "## Dermoscopy (held out: never used to fit)", "", dermoscopy_table(r), "",
+             f"## Not dermoscopy (seed {r['eval_seed']}; the fit used seed 1 and only the fitted kinds)", "",
+             negatives_table(r), "", "## Cost", "", cost_table(r), ""]
     if r.get("memory"):
         lines += ["## Memory of one image", "", ("Peak resident memory added by reading a black PNG through "
                                                  "`read_image` + `preprocess`, each in a fresh process:"), "",

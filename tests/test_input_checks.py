@@ -222,3 +222,21 @@ def test_fused_scores_equal_the_separate_models(checks):
     rows = np.vstack([rows, checks.dermoscopy.mean, checks.dermoscopy.mean + checks.dermoscopy.scale])
     np.testing.assert_allclose(checks.dermoscopy.scores(rows), checks.dermoscopy.separate_scores(rows), rtol=1e-9,
                                atol=1e-9)
+    np.testing.assert_allclose(checks.dermoscopy.scores(rows[2]), checks.dermoscopy.separate_scores(rows[2:3]),
+                               rtol=1e-9, atol=1e-9)  # one row, as the gate calls it
+
+
+def test_docs_tables_are_the_evaluation_reports(tmp_path):
+    """docs/input-checks.md carries the evaluation's tables as `input-checks docs` writes them from the report."""
+    from edge_sca.devpaths import REPO_ROOT
+    from quantize.input_eval import update_docs
+
+    docs = tmp_path / "input-checks.md"
+    docs.write_text((REPO_ROOT / "docs" / "input-checks.md").read_text())
+    changed = update_docs(REPO_ROOT / "reports" / "input_checks" / "evaluation.json", docs)
+    assert changed == {"dermoscopy": False, "not-dermoscopy": False, "cost": False}, (
+        "docs/input-checks.md differs from reports/input_checks/evaluation.json: run "
+        "`python -m quantize input-checks docs`")
+    docs.write_text("no markers here")
+    with pytest.raises(ValueError, match="markers"):
+        update_docs(REPO_ROOT / "reports" / "input_checks" / "evaluation.json", docs)
