@@ -8,13 +8,17 @@ Two thumbnails, 56x56 and 28x28 (exact 2x2 box halvings: as good as INTER_AREA, 
 - texture: band energies, how axis-aligned, flat or peaked the gradients are, how strongly oriented they are locally
   (fur, grass, hair), and how evenly the gradient energy is spread over the frame.
 
-The check runs on every frame and its budget is a tenth of an int8 invoke on one thread; on arrays this small each
-numpy or OpenCV call costs about as much as its work, so the code makes few calls: every region's mean and every
-second moment of the 28x28 pixels come out of two matrix products with fixed weights, spreads come from sums of
-squares rather than residuals, the smoothed structure tensor's block means are one fixed linear map, and what
-follows is plain Python arithmetic on a few dozen floats. The definitions are those the parameters in
-models/input_checks.json were fitted on (tests/test_input_checks.py holds golden values); see docs/input-checks.md
-for the cost against an int8 invoke.
+The check runs on every frame and its budget is a tenth of an int8 invoke on one thread. On arrays this small each
+numpy or OpenCV call costs about as much as its work, so the code makes few calls:
+- one matrix product gives every sum and sum of products of the 28x28 pixels' L, a, b and S over the frame and
+  every sum over each region (the region masks ride along as constant channels); the values are 8-bit integers, so
+  these sums are exact and spreads and correlations come from them without cancellation;
+- the luminance quantiles are read off its cumulative histogram, the chroma off a table;
+- the structure tensor's anisotropy is one 2-channel blur of (gx + i gy)^2, and its trace's blurred 8x8 block means
+  one fixed linear map;
+- what follows is plain Python arithmetic on a few dozen floats.
+The definitions are those models/input_checks.json was fitted on: a rewrite must reproduce them (golden values in
+tests/frame_features_golden.json). See docs/input-checks.md for the cost against an int8 invoke.
 """
 
 from __future__ import annotations
@@ -42,14 +46,14 @@ COLOUR = tuple(FEATURE_NAMES.index(n) for n in ("L_mean", "a_mean", "b_mean"))
 
 _SIDE = 28
 _N = _SIDE * _SIDE
-#: Columns of the per-pixel values (`_pixel_values`): a one (so that products give counts and sums), L, a, b, S.
-_ONE, _L, _A, _B, _S = range(5)
-#: Columns of the region masks: all pixels, centre, border ring, corners, rings 0-3 by distance, outer quadrants 0-3.
+#: Columns of the per-pixel values (`_pixel_values`): L, a, b, S, then the region masks from _REGION on.
+_L, _A, _B, _S, _REGION = range(5)
+#: Regions (mask columns): all pixels, centre, border ring, corners, rings 0-3 by distance, outer quadrants 0-3.
 _ALL, _CENTRE, _RING, _CORNERS, _RING0, _QUADRANT0 = 0, 1, 2, 3, 4, 8
 
 
 def _regions() -> tuple[np.ndarray, np.ndarray]:
-    """The 0/1 masks (784 x 12, columns _ALL ... _QUADRANT0) of the regions of a 28x28 thumbnail, and each pixel's
+    """The 0/1 masks (28 x 28 x 12, channels _ALL ... _QUADRANT0) of the regions of a 28x28 thumbnail, and each pixel's
     1, x, y and x^2 + y^2 in half-sides (784 x 4: the weighted centre and spread of the dark pixels in one product).
 
     Regions: the central 14x14, the border ring (outer 4 pixels), the four 5x5 corners, rings by distance from the
@@ -67,14 +71,15 @@ def _regions() -> tuple[np.ndarray, np.ndarray]:
     r, ang = np.hypot(xx, yy), np.arctan2(yy, xx)
     rings = [(r < 0.35), (r >= 0.35) & (r < 0.7), (r >= 0.7) & (r < 1.0), (r >= 1.0)]
     quadrants = [(ang >= a) & (ang < a + np.pi / 2) & (r >= 0.75) for a in (-np.pi, -np.pi / 2, 0, np.pi / 2)]
-    masks = np.stack([np.ones_like(centre), centre, ring, corners, *rings, *quadrants]).reshape(-1, _N)
+    masks = np.stack([np.ones_like(centre), centre, ring, corners, *rings, *quadrants], axis=2)
     x, y = xx.ravel().astype(np.float64), yy.ravel().astype(np.float64)
     xy = np.stack([np.ones(_N), x, y, x * x + y * y], axis=1)
-    return np.ascontiguousarray(masks.T, dtype=np.float64), xy
+    return masks.astype(np.uint8), xy
 
 
 _MASKS, _XY = _regions()
-_ONES = np.ones((_SIDE, _SIDE), np.uint8)
+#: Pixels per region.
+_COUNTS: list[float] = _MASKS.reshape(_N, -1).sum(axis=0).astype(float).tolist()
 #: OpenCV's 8-bit Lab puts neutral a and b at 128.
 _NEUTRAL = 128.0
 #: The chroma |(a - 128, b - 128)| of every 8-bit (a, b), indexed by a + 256 b (see `_ab_codes`).
@@ -86,9 +91,10 @@ _LOG_BLOCKS = math.log(64)
 
 
 def _block_map() -> np.ndarray:
-    """The 8 x 56 matrix M with M @ X @ M.T = the 8x8 INTER_AREA block means of X after the structure tensor's
-    Gaussian blur (sigma 1.5, OpenCV's border): both are linear and separable, so each column is the blur and
-    block-averaging of a row-constant image with a single 1 in its column."""
+    """The 8 x 56 matrix M with M @ X @ M.T = the 8x8 INTER_AREA block means of a 56x56 X after the structure
+    tensor's Gaussian blur (sigma 1.5, OpenCV's default border). Both are linear, separable and the same along either
+    axis, and a blur keeps a constant row constant, so blurring and block-averaging an image whose row j is all ones
+    gives M's column j in every column."""
     m = np.zeros((8, 56))
     for j in range(56):
         impulse = np.zeros((56, 56), np.float64)
@@ -109,11 +115,14 @@ def thumbnails(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t56, cv2.resize(t56, (_SIDE, _SIDE), interpolation=cv2.INTER_LINEAR)
 
 
-def _pixel_values(lab: np.ndarray, hsv: np.ndarray) -> np.ndarray:
-    """The 28x28 pixels as rows (784 x 5) of 1, L, a, b, S (OpenCV's 8-bit scales) in float64. Sums of these
-    integers and of their products (below 2^53) are exact whatever the order of summation, so means, spreads and
-    covariances come from sums without cancellation."""
-    return cv2.merge([_ONES, lab, hsv[:, :, 1]]).reshape(_N, 5).astype(np.float64)
+def _pixel_values(lab: np.ndarray, hsv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 28x28 L, a, b, S image (OpenCV's 8-bit scales), and its pixels as float64 rows of L, a, b, S followed by
+    the region masks (784 x 16): the masks ride along as constant channels, so that one product of the first four
+    columns with all sixteen gives every sum of products over the frame and every sum over each region. These sums
+    of integers (below 2^53) are exact whatever the order of summation, so means, spreads and covariances come from
+    them without cancellation."""
+    lab_s = cv2.merge([lab, hsv[:, :, 1]])
+    return lab_s, cv2.merge([lab_s, _MASKS]).reshape(_N, -1).astype(np.float64)
 
 
 def _ab_codes(lab: np.ndarray) -> np.ndarray:
@@ -127,32 +136,35 @@ def _mean_sd(n: float, total: float, squares: float) -> tuple[float, float]:
     return total / n, math.sqrt(max(n * squares - total * total, 0.0)) / n
 
 
-def _colour(sums: list[list[float]], hsv: np.ndarray) -> list[float]:
+def _colour(products: list[list[float]], hsv: np.ndarray) -> list[float]:
     """Lab means and spreads, saturation, the L / a / b correlations, and the share of foreign hues."""
-    s = sums[_ONE]
-    (L, L_sd), (a, a_sd), (b, b_sd), (S, S_sd) = (_mean_sd(_N, s[i], sums[i][i]) for i in (_L, _A, _B, _S))
-    sd = {_L: L_sd + 1e-3, _A: a_sd + 1e-3, _B: b_sd + 1e-3}
-    corr = [(_N * sums[i][j] - s[i] * s[j]) / (_N * _N * sd[i] * sd[j]) for i, j in ((_L, _A), (_L, _B), (_A, _B))]
+    s = [row[_REGION + _ALL] for row in products]
+    (L, L_sd), (a, a_sd), (b, b_sd), (S, S_sd) = (_mean_sd(_N, s[i], products[i][i]) for i in (_L, _A, _B, _S))
+    sd = [L_sd + 1e-3, a_sd + 1e-3, b_sd + 1e-3]
+    corr = [(_N * products[i][j] - s[i] * s[j]) / (_N * _N * sd[i] * sd[j]) for i, j in ((_L, _A), (_L, _B), (_A, _B))]
     # greens, cyans, blues and violets with some saturation: hue 36-139 (of 180), saturation above 60
     foreign = cv2.countNonZero(cv2.inRange(hsv, _FOREIGN_LOW, _FOREIGN_HIGH)) / _N
     return [L, a - _NEUTRAL, b - _NEUTRAL, L_sd, a_sd, b_sd, S, S_sd, *corr, foreign]
 
 
-def _layout(regions: list[list[float]], ring_squares: list[float], L_mean: float) -> list[float]:
+def _region_mean(products: list[list[float]], value: int, region: int) -> float:
+    return products[value][_REGION + region] / _COUNTS[region]
+
+
+def _layout(products: list[list[float]], lab_s: np.ndarray, L_mean: float) -> list[float]:
     """Centre against border ring, dark corners, and how uneven the border ring is."""
-    count, L, S = regions[_ONE], regions[_L], regions[_S]
-    ring_L, ring_L_sd = _mean_sd(count[_RING], L[_RING], ring_squares[_L])
-    ring_S, ring_S_sd = _mean_sd(count[_RING], S[_RING], ring_squares[_S])
-    return [L[_CENTRE] / count[_CENTRE] - ring_L, S[_CENTRE] / count[_CENTRE] - ring_S,
-            L[_CORNERS] / count[_CORNERS] - L_mean, ring_L_sd, ring_S_sd]
+    ring_mean, ring_sd = cv2.meanStdDev(lab_s, mask=_MASKS[:, :, _RING])
+    return [_region_mean(products, _L, _CENTRE) - ring_mean[_L, 0], _region_mean(products, _S, _CENTRE)
+            - ring_mean[_S, 0], _region_mean(products, _L, _CORNERS) - L_mean, ring_sd[_L, 0], ring_sd[_S, 0]]
 
 
 def _texture(t56: np.ndarray, L28: np.ndarray, L_std: float) -> list[float]:
     """Band energies relative to contrast, and the shape of the gradient distribution (text, charts, noise). The
     3x3 Sobel gradients and Laplacians of 8-bit images are integers, computed exactly in int16."""
     g = cv2.cvtColor(t56, cv2.COLOR_RGB2GRAY)
-    gx, gy = cv2.spatialGradient(g)  # the 3x3 Sobel in both directions, OpenCV's default border
-    ax, ay = np.abs(gx), np.abs(gy)
+    gradient = cv2.merge(cv2.spatialGradient(g))  # (gx, gy): the 3x3 Sobel, OpenCV's default border
+    absolute = np.abs(gradient)
+    ax, ay = absolute[:, :, 0], absolute[:, :, 1]
     mag = ax + ay
     n56 = float(g.size)
     l1 = cv2.sumElems(mag)[0] + 1e-3
@@ -161,17 +173,17 @@ def _texture(t56: np.ndarray, L28: np.ndarray, L_std: float) -> list[float]:
     lap28 = cv2.norm(cv2.Laplacian(L28, cv2.CV_16S), cv2.NORM_L1) / _N
     return [math.log(lap56 / spread + 1e-3), math.log(lap28 / spread + 1e-3),
             2.0 * cv2.sumElems(np.minimum(ax, ay))[0] / l1, (n56 - cv2.countNonZero(mag)) / n56,
-            cv2.norm(mag, cv2.NORM_L2SQR) * n56 / (l1 * l1)] + _orientation(gx, gy)
+            cv2.norm(mag, cv2.NORM_L2SQR) * n56 / (l1 * l1)] + _orientation(gradient)
 
 
-def _orientation(gx: np.ndarray, gy: np.ndarray) -> list[float]:
+def _orientation(gradient: np.ndarray) -> list[float]:
     """Local orientation coherence from the smoothed structure tensor (near 1: strokes all one way, as in fur, grass
     or hair; skin and lesions are less ordered), and how evenly the gradient energy spreads over 8x8 blocks.
 
     With g = gx + i gy, g^2 = (gx^2 - gy^2) + 2i gx gy and |g^2| = gx^2 + gy^2: the blurred tensor's anisotropy is
     the blur of g^2 and its trace the blur of |g^2|, so one 2-channel blur gives the coherence, and the trace's
     blurred 8x8 block means are a fixed linear map (`_BLOCKS`) of |g^2|."""
-    g = cv2.merge([gx, gy]).astype(np.float32).view(np.complex64)
+    g = gradient.astype(np.float32).view(np.complex64)
     square = g * g
     anisotropy = float(np.abs(cv2.GaussianBlur(square.view(np.float32), (0, 0), 1.5).view(np.complex64)).sum())
     energy = _BLOCKS @ np.abs(square)[:, :, 0] @ _BLOCKS_T
@@ -183,14 +195,14 @@ def _orientation(gx: np.ndarray, gy: np.ndarray) -> list[float]:
     return [anisotropy / (49.0 * energy_sum + 1e-3), evenness]
 
 
-def _hue(band: np.ndarray, lab: np.ndarray, v: np.ndarray, sums: list[list[float]]) -> list[float]:
+def _hue(band: np.ndarray, lab: np.ndarray, v: np.ndarray, products: list[list[float]]) -> list[float]:
     """How much of a and b the luminance alone explains (per 16-level band of L: a grayscale picture through a
     colour ramp is explained entirely), how concentrated the Lab hue is, its mean direction, and the mean chroma.
     A band's residual sum of squares is its sum of squares less (its sum)^2 / its count: no per-pixel residuals."""
     count = np.maximum(np.bincount(band, minlength=16), 1)  # an empty band's sums are 0
     sa, sb = np.bincount(band, v[:, _A], 16), np.bincount(band, v[:, _B], 16)
-    s = sums[_ONE]
-    squares = sums[_A][_A] + sums[_B][_B]
+    s = [row[_REGION + _ALL] for row in products]
+    squares = products[_A][_A] + products[_B][_B]
     residual = squares - float((sa * sa + sb * sb) @ (1.0 / count))
     total = squares - (s[_A] * s[_A] + s[_B] * s[_B]) / _N
     unexplained = math.log((max(residual, 0.0) + 1.0) / (max(total, 0.0) + 1.0))
@@ -200,15 +212,14 @@ def _hue(band: np.ndarray, lab: np.ndarray, v: np.ndarray, sums: list[list[float
     return [unexplained, resultant / chroma, sum_a / (resultant + 1e-6), sum_b / (resultant + 1e-6), chroma / _N]
 
 
-def _radial(v: np.ndarray, L8: np.ndarray, regions: list[list[float]], L_mean: float, L_std: float) -> list[float]:
+def _radial(v: np.ndarray, L8: np.ndarray, products: list[list[float]], L_mean: float, L_std: float) -> list[float]:
     """The luminance profile from centre to corners, how unevenly the outer quadrants are lit (a dermoscope's
     vignette is round), where the darker-than-median pixels sit and how spread they are (a lesion: central, compact),
     and the dark and light tails of the luminance, all relative to its spread. The quantiles are order statistics
     of the 8-bit L, read off its cumulative histogram (no sort)."""
     spread = L_std + 1.0
-    count, L_sums = regions[_ONE], regions[_L]
-    rings = [(L_sums[i] / count[i] - L_mean) / spread for i in range(_RING0, _RING0 + 4)]
-    quadrants = [L_sums[i] / count[i] for i in range(_QUADRANT0, _QUADRANT0 + 4)]
+    rings = [(_region_mean(products, _L, i) - L_mean) / spread for i in range(_RING0, _RING0 + 4)]
+    quadrants = [_region_mean(products, _L, i) for i in range(_QUADRANT0, _QUADRANT0 + 4)]
     q_mean = sum(quadrants) / 4
     vignette = math.sqrt(sum((q - q_mean) ** 2 for q in quadrants) / 4) / spread
     low, median, high = np.searchsorted(np.bincount(L8, minlength=256).cumsum(), _QUANTILES, side="right").tolist()
@@ -221,22 +232,16 @@ def _radial(v: np.ndarray, L8: np.ndarray, regions: list[list[float]], L_mean: f
     return rings + [vignette, math.hypot(cx, cy), dark_spread, (median - low) / spread, (high - median) / spread]
 
 
-def _moments(lab: np.ndarray, hsv: np.ndarray) -> tuple[np.ndarray, list[list[float]], list[list[float]], list[float]]:
-    """The 28x28 pixels' values (`_pixel_values`), their sums and sums of products over the frame (row _ONE: the
-    sums), their sums over each region (row _ONE: the regions' pixel counts) and the border ring's sums of squares."""
-    v = _pixel_values(lab, hsv)
-    return v, (v.T @ v).tolist(), (v.T @ _MASKS).tolist(), ((v * v).T @ _MASKS[:, _RING]).tolist()
-
-
 def frame_features(pixels: np.ndarray) -> np.ndarray:
     """The FEATURE_NAMES values of one 224x224 RGB uint8 image, as float64."""
     t56, t28 = thumbnails(pixels)
     lab = cv2.cvtColor(t28, cv2.COLOR_RGB2Lab)
     hsv = cv2.cvtColor(t28, cv2.COLOR_RGB2HSV)
-    v, sums, regions, ring_squares = _moments(lab, hsv)
+    lab_s, v = _pixel_values(lab, hsv)
+    products = (v[:, :_REGION].T @ v).tolist()  # [value][value]: sums of products; [value][_REGION + region]: sums
     L8 = lab[:, :, 0].ravel()  # a contiguous copy
-    colour = _colour(sums, hsv)
+    colour = _colour(products, hsv)
     L_mean, L_std = colour[0], colour[3]
-    return np.array(colour + _layout(regions, ring_squares, L_mean) + _texture(t56, L8.reshape(_SIDE, _SIDE), L_std)
-                    + _hue(np.right_shift(L8, 4), lab, v, sums) + _radial(v, L8, regions, L_mean, L_std),
+    return np.array(colour + _layout(products, lab_s, L_mean) + _texture(t56, L8.reshape(_SIDE, _SIDE), L_std)
+                    + _hue(np.right_shift(L8, 4), lab, v, products) + _radial(v, L8, products, L_mean, L_std),
                     dtype=np.float64)

@@ -196,7 +196,8 @@ def golden_frames() -> dict[str, np.ndarray]:
     mottle = 15 * np.sin(x / 5) * np.cos(y / 7)
     skin[lesion] = np.array([125.0, 75, 55]) + mottle[lesion][:, None]
     skin[np.abs(np.sin((x + 0.3 * y) / 9)) < 0.04] *= 0.5  # thin oblique strokes, like hair
-    frames = {"gradient": gradient, "text": text, "dermoscopy_like": skin, "flat": np.full((224, 224, 3), (200, 120, 90))}
+    flat = np.full((224, 224, 3), (200, 120, 90))
+    frames = {"gradient": gradient, "text": text, "dermoscopy_like": skin, "flat": flat}
     return {name: np.clip(np.rint(f), 0, 255).astype(np.uint8) for name, f in frames.items()}
 
 
