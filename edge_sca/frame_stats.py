@@ -148,6 +148,7 @@ def _colour(products: list[list[float]], hsv: np.ndarray) -> list[float]:
 
 
 def _region_mean(products: list[list[float]], value: int, region: int) -> float:
+    """Mean of L, a, b or S (`value`) over a region, from its exact sum."""
     return products[value][_REGION + region] / _COUNTS[region]
 
 
