@@ -215,18 +215,6 @@ def test_frame_statistics_keep_their_definitions():
     assert not changed, "; ".join(changed)
 
 
-def test_scores_are_the_mixture_and_the_regressions(checks):
-    """DermoscopyCheck.scores (all three scores from two matrix products) gives the values of the mixture's
-    neg_log_likelihood and the regressions' score, in a batch and one row at a time."""
-    d = checks.dermoscopy
-    z = np.random.default_rng(3).normal(0, 2, (64, len(FEATURE_NAMES)))
-    features = z * d.scale + d.mean
-    zc = d.standardise(features)
-    want = np.stack([d.mixture.neg_log_likelihood(zc), d.logistic.score(zc), d.lesion.score(zc)], axis=1)
-    assert np.allclose(d.scores(features), want, rtol=1e-9, atol=1e-9)
-    assert np.allclose(d.scores(features[5]), want[5:6], rtol=1e-9, atol=1e-9)
-
-
 def test_mixture_and_logistic_fits_recover_what_they_should():
     rng = np.random.default_rng(0)
     a, b = rng.normal(-4, 1, (400, 3)), rng.normal(4, 1, (400, 3))
