@@ -7,11 +7,23 @@ Two thumbnails, 56x56 and 28x28 (exact 2x2 box halvings: as good as INTER_AREA, 
   darker than the median), the border ring, and the dark and light tails of the luminance;
 - texture: band energies, how axis-aligned, flat or peaked the gradients are, how strongly oriented they are locally
   (fur, grass, hair), and how evenly the gradient energy is spread over the frame.
-A few dozen calls on arrays of a few thousand values, each into OpenCV or numpy's C code (see docs/input-checks.md
-for the cost against an int8 invoke).
+
+The check runs on every frame and its budget is a tenth of an int8 invoke on one thread. On arrays this small each
+numpy or OpenCV call costs about as much as its work, so the code makes few calls:
+- one matrix product gives every sum and sum of products of the 28x28 pixels' L, a, b and S over the frame and
+  every sum over each region (the region masks ride along as constant channels); the values are 8-bit integers, so
+  these sums are exact and spreads and correlations come from them without cancellation;
+- the luminance quantiles are read off its cumulative histogram, the chroma off a table;
+- the structure tensor's anisotropy is one 2-channel blur of (gx + i gy)^2, and its trace's blurred 8x8 block means
+  one fixed linear map;
+- what follows is plain Python arithmetic on a few dozen floats.
+The definitions are those models/input_checks.json was fitted on: a rewrite must reproduce them (golden values in
+tests/frame_features_golden.json). See docs/input-checks.md for the cost against an int8 invoke.
 """
 
 from __future__ import annotations
+
+import math
 
 import cv2
 import numpy as np
@@ -33,37 +45,67 @@ SATURATION = FEATURE_NAMES.index("S_mean")
 COLOUR = tuple(FEATURE_NAMES.index(n) for n in ("L_mean", "a_mean", "b_mean"))
 
 _SIDE = 28
+_N = _SIDE * _SIDE
+#: Columns of the per-pixel values (`_pixel_values`): L, a, b, S, then the region masks from _REGION on.
+_L, _A, _B, _S, _REGION = range(5)
+#: Regions (mask columns): all pixels, centre, border ring, corners, rings 0-3 by distance, outer quadrants 0-3.
+_ALL, _CENTRE, _RING, _CORNERS, _RING0, _QUADRANT0 = 0, 1, 2, 3, 4, 8
 
 
-def _masks() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Centre (central 14x14), border ring (outer 4 pixels) and corner (four 5x5) masks of a 28x28 thumbnail."""
-    centre = np.zeros((_SIDE, _SIDE), np.uint8)
-    centre[7:21, 7:21] = 1
-    ring = np.ones((_SIDE, _SIDE), np.uint8)
-    ring[4:-4, 4:-4] = 0
-    corners = np.zeros((_SIDE, _SIDE), np.uint8)
+def _regions() -> tuple[np.ndarray, np.ndarray]:
+    """The 0/1 masks (28 x 28 x 12, channels _ALL ... _QUADRANT0) of the regions of a 28x28 thumbnail, and each pixel's
+    1, x, y and x^2 + y^2 in half-sides (784 x 4: the weighted centre and spread of the dark pixels in one product).
+
+    Regions: the central 14x14, the border ring (outer 4 pixels), the four 5x5 corners, rings by distance from the
+    centre (in half-sides: 0.35, 0.7, 1, corners) and the four outer quadrants (beyond 0.75). The distances and
+    angles are computed in float32, as the fit's masks were (a pixel on a boundary stays on its side)."""
+    centre = np.zeros((_SIDE, _SIDE), bool)
+    centre[7:21, 7:21] = True
+    ring = np.ones((_SIDE, _SIDE), bool)
+    ring[4:-4, 4:-4] = False
+    corners = np.zeros((_SIDE, _SIDE), bool)
     for ys in (slice(0, 5), slice(-5, None)):
         for xs in (slice(0, 5), slice(-5, None)):
-            corners[ys, xs] = 1
-    return centre, ring, corners
-
-
-_CENTRE, _RING, _CORNERS = _masks()
-
-
-def _radial_masks() -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, np.ndarray]:
-    """Rings by distance from the centre (in half-sides: 0.35, 0.7, 1, corners) and the four outer quadrants, with
-    each pixel's x and y in half-sides (for the dark pixels' centre and spread)."""
+            corners[ys, xs] = True
     yy, xx = (np.mgrid[0:_SIDE, 0:_SIDE].astype(np.float32) + 0.5 - _SIDE / 2) / (_SIDE / 2)
     r, ang = np.hypot(xx, yy), np.arctan2(yy, xx)
     rings = [(r < 0.35), (r >= 0.35) & (r < 0.7), (r >= 0.7) & (r < 1.0), (r >= 1.0)]
     quadrants = [(ang >= a) & (ang < a + np.pi / 2) & (r >= 0.75) for a in (-np.pi, -np.pi / 2, 0, np.pi / 2)]
-    return ([m.astype(np.uint8) for m in rings], [m.astype(np.uint8) for m in quadrants], xx.ravel(), yy.ravel())
+    masks = np.stack([np.ones_like(centre), centre, ring, corners, *rings, *quadrants], axis=2)
+    x, y = xx.ravel().astype(np.float64), yy.ravel().astype(np.float64)
+    xy = np.stack([np.ones(_N), x, y, x * x + y * y], axis=1)
+    return masks.astype(np.uint8), xy
 
 
-_RINGS, _QUADRANTS, _X, _Y = _radial_masks()
-_LOG_BLOCKS = float(np.log(64))
+_MASKS, _XY = _regions()
+#: Pixels per region.
+_COUNTS: list[float] = _MASKS.reshape(_N, -1).sum(axis=0).astype(float).tolist()
+#: OpenCV's 8-bit Lab puts neutral a and b at 128.
+_NEUTRAL = 128.0
+#: The chroma |(a - 128, b - 128)| of every 8-bit (a, b), indexed by a + 256 b (see `_ab_codes`).
+_CHROMA = np.hypot(*np.meshgrid(np.arange(256) - _NEUTRAL, np.arange(256) - _NEUTRAL)).ravel()
 _FOREIGN_LOW, _FOREIGN_HIGH = np.array([36, 61, 0], np.uint8), np.array([139, 255, 255], np.uint8)
+#: Ranks of the 2%, 50% and 98% luminance quantiles among the 784 pixels.
+_QUANTILES = [int(0.02 * _N), _N // 2, int(0.98 * _N)]
+_LOG_BLOCKS = math.log(64)
+
+
+def _block_map() -> np.ndarray:
+    """The 8 x 56 matrix M with M @ X @ M.T = the 8x8 INTER_AREA block means of a 56x56 X after the structure
+    tensor's Gaussian blur (sigma 1.5, OpenCV's default border). Both are linear, separable and the same along either
+    axis, and a blur keeps a constant row constant, so blurring and block-averaging an image whose row j is all ones
+    gives M's column j in every column."""
+    m = np.zeros((8, 56))
+    for j in range(56):
+        impulse = np.zeros((56, 56), np.float64)
+        impulse[j, :] = 1.0
+        blocks = cv2.resize(cv2.GaussianBlur(impulse, (0, 0), 1.5), (8, 8), interpolation=cv2.INTER_AREA)
+        m[:, j] = blocks[:, 0]
+    return m
+
+
+_BLOCKS = _block_map()
+_BLOCKS_T = np.ascontiguousarray(_BLOCKS.T)
 
 
 def thumbnails(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,101 +115,134 @@ def thumbnails(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return t56, cv2.resize(t56, (_SIDE, _SIDE), interpolation=cv2.INTER_LINEAR)
 
 
-def _colour(t28: np.ndarray) -> tuple[list[float], np.ndarray, np.ndarray]:
-    """Colour statistics, plus the Lab and HSV thumbnails the layout statistics reuse."""
-    lab = cv2.cvtColor(t28, cv2.COLOR_RGB2Lab)
-    hsv = cv2.cvtColor(t28, cv2.COLOR_RGB2HSV)
-    lab_mean, lab_std = cv2.meanStdDev(lab)
-    hsv_mean, hsv_std = cv2.meanStdDev(hsv)
-    flags = cv2.COVAR_NORMAL | cv2.COVAR_ROWS | cv2.COVAR_SCALE
-    cov, _ = cv2.calcCovarMatrix(lab.reshape(-1, 3), None, flags)  # type: ignore[call-overload]
-    sd = lab_std[:, 0] + 1e-3
+def _pixel_values(lab: np.ndarray, hsv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 28x28 L, a, b, S image (OpenCV's 8-bit scales), and its pixels as float64 rows of L, a, b, S followed by
+    the region masks (784 x 16): the masks ride along as constant channels, so that one product of the first four
+    columns with all sixteen gives every sum of products over the frame and every sum over each region. These sums
+    of integers (below 2^53) are exact whatever the order of summation, so means, spreads and covariances come from
+    them without cancellation."""
+    lab_s = cv2.merge([lab, hsv[:, :, 1]])
+    return lab_s, cv2.merge([lab_s, _MASKS]).reshape(_N, -1).astype(np.float64)
+
+
+def _ab_codes(lab: np.ndarray) -> np.ndarray:
+    """Each pixel's a and b bytes of a contiguous 8-bit Lab image read as one little-endian 16-bit number a + 256 b:
+    a view (no arithmetic), so that one table look-up gives a function of both (the chroma)."""
+    return np.ndarray((lab.size // 3,), dtype="<u2", buffer=lab, offset=1, strides=(3,))
+
+
+def _mean_sd(n: float, total: float, squares: float) -> tuple[float, float]:
+    """Mean and (population) standard deviation of n values from their exact sum and sum of squares."""
+    return total / n, math.sqrt(max(n * squares - total * total, 0.0)) / n
+
+
+def _colour(products: list[list[float]], hsv: np.ndarray) -> list[float]:
+    """Lab means and spreads, saturation, the L / a / b correlations, and the share of foreign hues."""
+    s = [row[_REGION + _ALL] for row in products]
+    (L, L_sd), (a, a_sd), (b, b_sd), (S, S_sd) = (_mean_sd(_N, s[i], products[i][i]) for i in (_L, _A, _B, _S))
+    sd = [L_sd + 1e-3, a_sd + 1e-3, b_sd + 1e-3]
+    corr = [(_N * products[i][j] - s[i] * s[j]) / (_N * _N * sd[i] * sd[j]) for i, j in ((_L, _A), (_L, _B), (_A, _B))]
     # greens, cyans, blues and violets with some saturation: hue 36-139 (of 180), saturation above 60
-    foreign = cv2.countNonZero(cv2.inRange(hsv, _FOREIGN_LOW, _FOREIGN_HIGH)) / (_SIDE * _SIDE)
-    return [lab_mean[0, 0], lab_mean[1, 0] - 128.0, lab_mean[2, 0] - 128.0, lab_std[0, 0], lab_std[1, 0],
-            lab_std[2, 0], hsv_mean[1, 0], hsv_std[1, 0], cov[0, 1] / (sd[0] * sd[1]), cov[0, 2] / (sd[0] * sd[2]),
-            cov[1, 2] / (sd[1] * sd[2]), foreign], lab, hsv
+    foreign = cv2.countNonZero(cv2.inRange(hsv, _FOREIGN_LOW, _FOREIGN_HIGH)) / _N
+    return [L, a - _NEUTRAL, b - _NEUTRAL, L_sd, a_sd, b_sd, S, S_sd, *corr, foreign]
 
 
-def _layout(lab: np.ndarray, hsv: np.ndarray, L_mean: float) -> list[float]:
+def _region_mean(products: list[list[float]], value: int, region: int) -> float:
+    """Mean of L, a, b or S (`value`) over a region, from its exact sum."""
+    return products[value][_REGION + region] / _COUNTS[region]
+
+
+def _layout(products: list[list[float]], lab_s: np.ndarray, L_mean: float) -> list[float]:
     """Centre against border ring, dark corners, and how uneven the border ring is."""
-    centre = cv2.mean(lab, mask=_CENTRE)[0]
-    centre_s = cv2.mean(hsv, mask=_CENTRE)[1]
-    ring_mean, ring_std = cv2.meanStdDev(lab, mask=_RING)
-    ring_hsv_mean, ring_hsv_std = cv2.meanStdDev(hsv, mask=_RING)
-    corners = cv2.mean(lab, mask=_CORNERS)[0]
-    return [centre - ring_mean[0, 0], centre_s - ring_hsv_mean[1, 0], corners - L_mean, ring_std[0, 0],
-            ring_hsv_std[1, 0]]
+    ring_mean, ring_sd = cv2.meanStdDev(lab_s, mask=_MASKS[:, :, _RING])
+    return [_region_mean(products, _L, _CENTRE) - ring_mean[_L, 0], _region_mean(products, _S, _CENTRE)
+            - ring_mean[_S, 0], _region_mean(products, _L, _CORNERS) - L_mean, ring_sd[_L, 0], ring_sd[_S, 0]]
 
 
-def _radial(lab: np.ndarray, L_mean: float, L_std: float) -> list[float]:
+def _texture(t56: np.ndarray, L28: np.ndarray, L_std: float) -> list[float]:
+    """Band energies relative to contrast, and the shape of the gradient distribution (text, charts, noise). The
+    3x3 Sobel gradients and Laplacians of 8-bit images are integers, computed exactly in int16."""
+    g = cv2.cvtColor(t56, cv2.COLOR_RGB2GRAY)
+    gradient = cv2.merge(cv2.spatialGradient(g))  # (gx, gy): the 3x3 Sobel, OpenCV's default border
+    absolute = np.abs(gradient)
+    ax, ay = absolute[:, :, 0], absolute[:, :, 1]
+    mag = ax + ay
+    n56 = float(g.size)
+    l1 = cv2.sumElems(mag)[0] + 1e-3
+    spread = L_std + 1.0
+    lap56 = cv2.norm(cv2.Laplacian(g, cv2.CV_16S), cv2.NORM_L1) / n56
+    lap28 = cv2.norm(cv2.Laplacian(L28, cv2.CV_16S), cv2.NORM_L1) / _N
+    return [math.log(lap56 / spread + 1e-3), math.log(lap28 / spread + 1e-3),
+            2.0 * cv2.sumElems(np.minimum(ax, ay))[0] / l1, (n56 - cv2.countNonZero(mag)) / n56,
+            cv2.norm(mag, cv2.NORM_L2SQR) * n56 / (l1 * l1)] + _orientation(gradient)
+
+
+def _orientation(gradient: np.ndarray) -> list[float]:
+    """Local orientation coherence from the smoothed structure tensor (near 1: strokes all one way, as in fur, grass
+    or hair; skin and lesions are less ordered), and how evenly the gradient energy spreads over 8x8 blocks.
+
+    With g = gx + i gy, g^2 = (gx^2 - gy^2) + 2i gx gy and |g^2| = gx^2 + gy^2: the blurred tensor's anisotropy is
+    the blur of g^2 and its trace the blur of |g^2|, so one 2-channel blur gives the coherence, and the trace's
+    blurred 8x8 block means are a fixed linear map (`_BLOCKS`) of |g^2|."""
+    g = gradient.astype(np.float32).view(np.complex64)
+    square = g * g
+    anisotropy = float(np.abs(cv2.GaussianBlur(square.view(np.float32), (0, 0), 1.5).view(np.complex64)).sum())
+    energy = _BLOCKS @ np.abs(square)[:, :, 0] @ _BLOCKS_T
+    energy_sum = float(energy.sum())  # the blurred trace's sum is 49 times its 7x7 block means' sum
+    blocks = energy + 1e-3 / 49
+    total = energy_sum + 64e-3 / 49
+    # the entropy of blocks / total: log total - sum(blocks log blocks) / total
+    evenness = (math.log(total) - float(np.vdot(blocks, np.log(blocks))) / total) / _LOG_BLOCKS
+    return [anisotropy / (49.0 * energy_sum + 1e-3), evenness]
+
+
+def _hue(band: np.ndarray, lab: np.ndarray, v: np.ndarray, products: list[list[float]]) -> list[float]:
+    """How much of a and b the luminance alone explains (per 16-level band of L: a grayscale picture through a
+    colour ramp is explained entirely), how concentrated the Lab hue is, its mean direction, and the mean chroma.
+    A band's residual sum of squares is its sum of squares less (its sum)^2 / its count: no per-pixel residuals."""
+    count = np.maximum(np.bincount(band, minlength=16), 1)  # an empty band's sums are 0
+    sa, sb = np.bincount(band, v[:, _A], 16), np.bincount(band, v[:, _B], 16)
+    s = [row[_REGION + _ALL] for row in products]
+    squares = products[_A][_A] + products[_B][_B]
+    residual = squares - float((sa * sa + sb * sb) @ (1.0 / count))
+    total = squares - (s[_A] * s[_A] + s[_B] * s[_B]) / _N
+    unexplained = math.log((max(residual, 0.0) + 1.0) / (max(total, 0.0) + 1.0))
+    chroma = float(_CHROMA[_ab_codes(lab)].sum()) + 1e-3
+    sum_a, sum_b = s[_A] - _NEUTRAL * _N, s[_B] - _NEUTRAL * _N
+    resultant = math.hypot(sum_a, sum_b)
+    return [unexplained, resultant / chroma, sum_a / (resultant + 1e-6), sum_b / (resultant + 1e-6), chroma / _N]
+
+
+def _radial(v: np.ndarray, L8: np.ndarray, products: list[list[float]], L_mean: float, L_std: float) -> list[float]:
     """The luminance profile from centre to corners, how unevenly the outer quadrants are lit (a dermoscope's
     vignette is round), where the darker-than-median pixels sit and how spread they are (a lesion: central, compact),
-    and the dark and light tails of the luminance, all relative to its spread."""
-    L = lab[:, :, 0]
+    and the dark and light tails of the luminance, all relative to its spread. The quantiles are order statistics
+    of the 8-bit L, read off its cumulative histogram (no sort)."""
     spread = L_std + 1.0
-    rings = [(cv2.mean(L, mask=m)[0] - L_mean) / spread for m in _RINGS]
-    quadrants = np.array([cv2.mean(L, mask=m)[0] for m in _QUADRANTS])
-    flat = L.ravel().astype(np.float32)
-    ordered = np.sort(flat)
-    n = len(ordered)
-    low, median, high = float(ordered[int(0.02 * n)]), float(ordered[n // 2]), float(ordered[int(0.98 * n)])
-    w = np.maximum(0.0, median - flat)
-    w *= w
-    total = float(w.sum()) + 1e-3
-    cx, cy = float(w @ _X) / total, float(w @ _Y) / total
-    dark_spread = float(np.sqrt(float(w @ ((_X - cx) ** 2 + (_Y - cy) ** 2)) / total))
-    return rings + [float(quadrants.std()) / spread, float(np.hypot(cx, cy)), dark_spread, (median - low) / spread,
-                    (high - median) / spread]
-
-
-def _hue(lab: np.ndarray) -> list[float]:
-    """How much of a and b the luminance alone explains (per 16-level band of L: a grayscale picture through a
-    colour ramp is explained entirely), how concentrated the Lab hue is, its mean direction, and the mean chroma."""
-    v = lab.reshape(-1, 3).astype(np.float32)
-    L, a, b = v[:, 0], v[:, 1] - 128.0, v[:, 2] - 128.0
-    band = (L * (1 / 16)).astype(np.int64)
-    count = np.bincount(band, minlength=16) + 1e-9
-    ra = a - (np.bincount(band, a, 16) / count)[band]
-    rb = b - (np.bincount(band, b, 16) / count)[band]
-    da, db = a - a.mean(), b - b.mean()
-    unexplained = np.log((float(ra @ ra + rb @ rb) + 1.0) / (float(da @ da + db @ db) + 1.0))
-    chroma = float(np.sqrt(a * a + b * b).sum()) + 1e-3
-    sa, sb = float(a.sum()), float(b.sum())
-    resultant = float(np.hypot(sa, sb))
-    return [unexplained, resultant / chroma, sa / (resultant + 1e-6), sb / (resultant + 1e-6), chroma / len(L)]
-
-
-def _texture(t56: np.ndarray, lab: np.ndarray, L_std: float) -> list[float]:
-    """Band energies relative to contrast, and the shape of the gradient distribution (text, charts, noise)."""
-    g = cv2.cvtColor(t56, cv2.COLOR_RGB2GRAY)
-    gx, gy = cv2.Sobel(g, cv2.CV_32F, 1, 0), cv2.Sobel(g, cv2.CV_32F, 0, 1)
-    ax, ay = np.abs(gx), np.abs(gy)
-    mag = ax + ay
-    l1 = float(mag.sum()) + 1e-3
-    n56 = float(g.size)
-    spread = L_std + 1.0
-    lap56 = cv2.norm(cv2.Laplacian(g, cv2.CV_32F), cv2.NORM_L1) / n56
-    lap28 = cv2.norm(cv2.Laplacian(lab[:, :, 0], cv2.CV_32F), cv2.NORM_L1) / (_SIDE * _SIDE)
-    return [np.log(lap56 / spread + 1e-3), np.log(lap28 / spread + 1e-3),
-            2.0 * float(np.minimum(ax, ay).sum()) / l1, np.count_nonzero(mag < 1.0) / n56,
-            float(cv2.norm(mag, cv2.NORM_L2SQR)) * n56 / (l1 * l1)] + _orientation(gx, gy)
-
-
-def _orientation(gx: np.ndarray, gy: np.ndarray) -> list[float]:
-    """Local orientation coherence from the smoothed structure tensor (near 1: strokes all one way, as in fur, grass
-    or hair; skin and lesions are less ordered), and how evenly the gradient energy spreads over 8x8 blocks."""
-    jxx, jyy, jxy = cv2.split(cv2.GaussianBlur(cv2.merge([gx * gx, gy * gy, gx * gy]), (0, 0), 1.5))
-    trace = jxx + jyy
-    coherence = cv2.sumElems(cv2.magnitude(jxx - jyy, 2.0 * jxy))[0] / (cv2.sumElems(trace)[0] + 1e-3)
-    blocks = cv2.resize(trace, (8, 8), interpolation=cv2.INTER_AREA).ravel().astype(np.float64) + 1e-3 / 49
-    p = blocks / blocks.sum()
-    return [coherence, float(-(p @ np.log(p))) / _LOG_BLOCKS]
+    rings = [(_region_mean(products, _L, i) - L_mean) / spread for i in range(_RING0, _RING0 + 4)]
+    quadrants = [_region_mean(products, _L, i) for i in range(_QUADRANT0, _QUADRANT0 + 4)]
+    q_mean = sum(quadrants) / 4
+    vignette = math.sqrt(sum((q - q_mean) ** 2 for q in quadrants) / 4) / spread
+    low, median, high = np.searchsorted(np.bincount(L8, minlength=256).cumsum(), _QUANTILES, side="right").tolist()
+    w = np.maximum(median - v[:, _L], 0.0)
+    w_sum, wx, wy, wr2 = ((w * w) @ _XY).tolist()
+    total = w_sum + 1e-3
+    cx, cy = wx / total, wy / total
+    # sum w ((x - cx)^2 + (y - cy)^2) = sum w r^2 - 2 |c|^2 total + |c|^2 (total - 1e-3)
+    dark_spread = math.sqrt(max(wr2 - (cx * cx + cy * cy) * (total + 1e-3), 0.0) / total)
+    return rings + [vignette, math.hypot(cx, cy), dark_spread, (median - low) / spread, (high - median) / spread]
 
 
 def frame_features(pixels: np.ndarray) -> np.ndarray:
     """The FEATURE_NAMES values of one 224x224 RGB uint8 image, as float64."""
     t56, t28 = thumbnails(pixels)
-    colour, lab, hsv = _colour(t28)
-    return np.array(colour + _layout(lab, hsv, colour[0]) + _texture(t56, lab, colour[3]) + _hue(lab)
-                    + _radial(lab, colour[0], colour[3]), dtype=np.float64)
+    lab = cv2.cvtColor(t28, cv2.COLOR_RGB2Lab)
+    hsv = cv2.cvtColor(t28, cv2.COLOR_RGB2HSV)
+    lab_s, v = _pixel_values(lab, hsv)
+    products = (v[:, :_REGION].T @ v).tolist()  # [value][value]: sums of products; [value][_REGION + region]: sums
+    L8 = lab[:, :, 0].ravel()  # a contiguous copy
+    colour = _colour(products, hsv)
+    L_mean, L_std = colour[0], colour[3]
+    return np.array(colour + _layout(products, lab_s, L_mean) + _texture(t56, L8.reshape(_SIDE, _SIDE), L_std)
+                    + _hue(np.right_shift(L8, 4), lab, v, products) + _radial(v, L8, products, L_mean, L_std),
+                    dtype=np.float64)

@@ -5,6 +5,7 @@ They use the shipped models/input_checks.json (written by `python -m quantize in
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -174,6 +175,44 @@ def test_frame_statistics_are_finite_on_flat_frames(colour):
     """A flat frame has no spread, no gradient and no dark pixels: every statistic must still be a number."""
     features = frame_features(np.full((224, 224, 3), colour, np.uint8))
     assert features.shape == (len(FEATURE_NAMES),) and np.isfinite(features).all()
+
+
+GOLDEN = Path(__file__).with_name("frame_features_golden.json")
+
+
+def golden_frames() -> dict[str, np.ndarray]:
+    """Four deterministic 224x224 frames that exercise every statistic, built from arithmetic alone (no data, no
+    random generator, no generator of quantize.negatives that may change): colour ramps, dark text on white, a
+    dermoscopy-like frame (vignetted skin, a textured brown lesion off centre, hair-like strokes) and a flat one."""
+    y, x = np.mgrid[0:224, 0:224].astype(np.float64)
+    gradient = np.stack([x / 223 * 255, y / 223 * 200 + 30, (x + y) / 446 * 120 + 60], axis=2)
+    text = np.full((224, 224, 3), 245, np.uint8)
+    for i, line in enumerate(("Dermoscopy 42%", "not a lesion:", "ABC xyz 0.5 mm")):
+        cv2.putText(text, line, (8, 50 + 60 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (20, 30 + 60 * i, 160), 2, cv2.LINE_8)
+    grain = ((x * 7919 + y * 104729) % 97) / 97 - 0.5  # a fixed pseudo-random texture
+    vignette = np.clip(1.3 - 0.6 * (np.hypot(x - 112, y - 112) / 112) ** 2, 0, 1)
+    skin = np.array([225.0, 165, 145]) * vignette[..., None] + 8 * grain[..., None]
+    lesion = ((x - 100) / 55) ** 2 + ((y - 118) / 40) ** 2 < 1
+    mottle = 15 * np.sin(x / 5) * np.cos(y / 7)
+    skin[lesion] = np.array([125.0, 75, 55]) + mottle[lesion][:, None]
+    skin[np.abs(np.sin((x + 0.3 * y) / 9)) < 0.04] *= 0.5  # thin oblique strokes, like hair
+    flat = np.full((224, 224, 3), (200, 120, 90))
+    frames = {"gradient": gradient, "text": text, "dermoscopy_like": skin, "flat": flat}
+    return {name: np.clip(np.rint(f), 0, 255).astype(np.uint8) for name, f in frames.items()}
+
+
+def test_frame_statistics_keep_their_definitions():
+    """The fitted models/input_checks.json is only valid for these exact statistics: a rewrite (for speed) must give
+    the values the fit saw. tests/frame_features_golden.json holds the values of the code the file was fitted with
+    (see its "source"); a definition change must refit the file and regenerate the golden values together."""
+    golden = json.loads(GOLDEN.read_text())
+    assert tuple(golden["features"]) == FEATURE_NAMES
+    changed = []
+    for name, pixels in golden_frames().items():
+        got, want = frame_features(pixels), np.array(golden["frames"][name])
+        changed += [f"{name} {FEATURE_NAMES[i]}: {got[i]:.6g}, was {want[i]:.6g}"
+                    for i in np.flatnonzero(~np.isclose(got, want, rtol=1e-4, atol=1e-4))]
+    assert not changed, "; ".join(changed)
 
 
 def test_mixture_and_logistic_fits_recover_what_they_should():
