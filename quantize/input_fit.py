@@ -19,6 +19,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -56,7 +57,7 @@ MEMBER_ANCHOR = 0.004
 class MemberSpec:
     """One model of the not-dermoscopy ensemble: its kind, seed, and whether it also sees the fit-only close-ups."""
 
-    kind: str  # "logistic" (quadratic) or "mlp"
+    kind: Literal["logistic", "mlp"]  # a quadratic (unless --linear) logistic regression, or a small ReLU network
     seed: int = 1
     details: bool = False
 
