@@ -27,7 +27,15 @@ from edge_sca.contract import PREPROCESS_VERSION
 from edge_sca.errors import DataError, ImageError
 from edge_sca.focus import sharpness
 from edge_sca.frame_stats import FEATURE_NAMES, SATURATION, frame_features
-from edge_sca.input_checks import FORMAT, MIXTURE, NO_LESION, NOT_DERMOSCOPY, DermoscopyCheck, load_input_checks
+from edge_sca.input_checks import (
+    FORMAT,
+    MIXTURE,
+    NO_LESION,
+    NOT_DERMOSCOPY,
+    DermoscopyCheck,
+    Member,
+    load_input_checks,
+)
 from edge_sca.input_drift import INPUT_STATS
 from edge_sca.isic import IsicFolder, Record, load_isic_folder
 from edge_sca.policy import (
@@ -154,8 +162,6 @@ def fit_ensemble(z_pos: np.ndarray, sources: list[str], neg: dict[str, np.ndarra
                  opts: FitOptions) -> dict:
     """Every ENSEMBLE member fitted and normalised (score 0 at its MEMBER_ANCHOR quantile of dermoscopy, 1 per step
     from the dermoscopy median to there), and the mean's threshold."""
-    from edge_sca.input_checks import Member
-
     plain = np.vstack(list(neg.values()))
     members = []
     for i, spec in enumerate(ENSEMBLE):
