@@ -53,3 +53,12 @@ def record_macs(model_path: str | Path) -> int | None:
     record = load_training_record(model_path)
     macs = record.get("macs") if record else None
     return int(macs) if macs else None
+
+
+def record_colour_constancy(model_path: str | Path) -> str:
+    """The colour constancy (edge_sca.colour) the model at `model_path` was trained with: its training record's
+    `config.colour_constancy`, "none" for a record without one (every model trained before it existed)."""
+    record = load_training_record(model_path)
+    config = record.get("config") if record else None
+    return str(config.get("colour_constancy", "none")) if isinstance(config, dict) else "none"
+

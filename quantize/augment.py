@@ -9,7 +9,7 @@ malignant, and without it a model learns "blurry means malignant".
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 
 import cv2
@@ -109,8 +109,13 @@ def _pools(y: np.ndarray, groups: np.ndarray | None, power: float) -> tuple[list
 
 def balanced_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment_images: bool = True,
                      groups: np.ndarray | None = None, group_power: float = 0.5,
-                     cfg: AugmentConfig = AugmentConfig()) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                     cfg: AugmentConfig = AugmentConfig(),
+                     finish: Callable[[np.ndarray], np.ndarray] | None = None
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Endless batches, half benign and half malignant, augmented, as float pixel/255.
+
+    `finish` (uint8 batch -> uint8 batch) runs after augmentation: the colour constancy the model is trained with
+    (edge_sca.colour), so that it removes the casts the colour jitter adds, as it will a camera's.
 
     With `groups` (sources), each image first draws a group (weight: group size ** group_power; 0 gives every
     source the same share), then a class, so every source contributes benign and malignant images alike.
@@ -124,4 +129,6 @@ def balanced_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, a
         picks = rng.choice(len(pools), batch_size, p=weights)
         idx = np.array([rng.choice(pools[g][c]) for g, c in zip(picks, labels, strict=False)])
         imgs = np.stack([augment(x[i], rng, cfg) if augment_images else x[i] for i in idx])
+        if finish is not None:
+            imgs = finish(imgs)
         yield to_float(imgs), np.eye(2, dtype=np.float32)[np.asarray(y)[idx]]

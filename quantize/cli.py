@@ -66,7 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                       init_from=args.init_from, extra_isic_dirs=args.extra_isic_dir or [], augment=args.augment,
                       source_balance=args.source_balance, ema_decay=args.ema, select_on=args.select_on,
                       snapshot_every=args.snapshot_every, exclude_sources=args.exclude_source or [],
-                      note=args.note or "")
+                      note=args.note or "", colour_constancy=args.colour_constancy)
     if args.final_epochs is None:  # resizing ends with one epoch at 224 unless told otherwise
         cfg.final_epochs = 1 if cfg.train_size != 224 else 0
     record = train(cfg, resume=args.resume, finalize_only=args.finalize)
@@ -558,6 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train without the images of this source (metadata `dataset`; repeatable): the "
                    "source-held-out check, tested on that source's val and test images")
     s.add_argument("--note", help="free text kept in the model's record (e.g. that the epochs ran elsewhere)")
+    s.add_argument("--colour-constancy", default="none", choices=("none", "shades_of_gray"),
+                   help="normalise every image's colour cast after augmentation and before scoring "
+                   "(edge_sca/colour.py; recorded in the model's record and applied by whatever scores it). "
+                   "Experimental: the device does not apply it yet, so such a model cannot ship")
     s.add_argument("--snapshot-every", type=int, default=0, metavar="N",
                    help="also keep the validated weights of every Nth epoch in the checkpoint folder")
     s.add_argument("--resume", action="store_true", help="continue the run in the checkpoint folder")

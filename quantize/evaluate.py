@@ -6,6 +6,7 @@ dequantisation of the output, manifest check); .keras files through Keras on the
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_sca.colour import colour_constancy
 from edge_sca.contract import DEFAULT_THRESHOLD
 from edge_sca.errors import ModelError
 from edge_sca.metrics import binary_metrics
 from edge_sca.progress import Progress
-from edge_sca.training_record import record_threshold
+from edge_sca.training_record import record_colour_constancy, record_threshold
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +63,21 @@ def _tflite_scorer(path: Path) -> Scorer:
     return Scorer(path, model.dtype, model.threshold, source, p_malignant)
 
 
+def _corrected(method: str, x: np.ndarray) -> np.ndarray:
+    """Images as a model trained with colour constancy `method` sees them (edge_sca.colour), in chunks."""
+    if method == "none":
+        return x
+    fn = colour_constancy(method)
+    return np.concatenate([fn(np.asarray(x[i:i + 256])) for i in range(0, len(x), 256)]) if len(x) else x
+
+
 def _keras_scorer(path: Path) -> Scorer:
     from quantize.train import predict_keras
 
     model = load_keras(path)
     threshold, source = record_threshold(path)
-    return Scorer(path, "keras", threshold, source, lambda x: predict_keras(model, x))
+    method = record_colour_constancy(path)
+    return Scorer(path, "keras", threshold, source, lambda x: predict_keras(model, _corrected(method, x)))
 
 
 def _frozen_scorer(path: Path) -> Scorer:
@@ -95,8 +106,20 @@ def _weights_scorer(path: Path) -> Scorer:
         raise ModelError(f"{path}: no such weights file; check the path")
     model = build_model(arch, INPUT_SIZE)
     model.load_weights(path)
+    method = _checkpoint_colour_constancy(path.parent / "state.json")
     return Scorer(path, "keras weights", DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD} (checkpoint weights)",
-                  lambda x: predict_keras(model, x))
+                  lambda x: predict_keras(model, _corrected(method, x)))
+
+
+def _checkpoint_colour_constancy(state: Path) -> str:
+    """The colour constancy of the run whose checkpoint folder holds `state` (its state.json), "none" without one."""
+    try:
+        config = json.loads(state.read_text()).get("config", {})
+    except FileNotFoundError:
+        return "none"
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
+        raise ModelError(f"{state}: unreadable training state ({exc}); check the checkpoint folder") from exc
+    return str(config.get("colour_constancy", "none"))
 
 
 def load_source_model(path: Path):

@@ -35,11 +35,17 @@ def target_check(by_source: dict[str, dict]) -> list[dict]:
     return rows
 
 
-def _stem(path: Path) -> str:
-    """Report file name: the model file's name, or for checkpoint weights the run folder and the file."""
+def _label(path: Path) -> str:
+    """What names a model in the report: its file name, or for checkpoint weights the run folder and the file
+    (every run's weights are called best.weights.h5)."""
     if path.name.endswith(".weights.h5") and len(path.parts) >= 4:
-        return f"{path.parents[2].name}_{path.name}".replace(".", "_")
-    return path.name.replace(".", "_")
+        return f"{path.parents[2].name}/{path.name}"
+    return path.name
+
+
+def _stem(path: Path) -> str:
+    """Report file name: the label with separators and dots as underscores."""
+    return _label(path).replace("/", "_").replace(".", "_")
 
 
 def score_model(path: Path, data: dict[str, Arrays]) -> dict:
@@ -85,7 +91,7 @@ def markdown(reports: list[dict]) -> str:
     parts = []
     for r in reports:
         vt = r["metrics"]["val+test"]
-        lines = [(f"**{Path(r['model']).name}** (threshold {r['threshold']:.4f} from {r['threshold_source']}; "
+        lines = [(f"**{_label(Path(r['model']))}** (threshold {r['threshold']:.4f} from {r['threshold_source']}; "
                  f"source-balanced val AUROC {r['val_source_balanced_auroc']:.3f})"), "",
                  ("| source | val+test images (malignant) | AUROC val | AUROC test | AUROC val+test | "
                  "sensitivity val+test | specificity val+test |"), "|---|---:|---:|---:|---:|---:|---:|"]

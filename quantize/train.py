@@ -13,12 +13,13 @@ import logging
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edge_sca.colour import METHODS, NONE, colour_constancy
 from edge_sca.contract import INPUT_SIZE, model_stem
 from edge_sca.devpaths import MODELS_DIR
 from edge_sca.fileio import atomic_path, sha256_file
@@ -62,6 +63,7 @@ class TrainConfig:
     snapshot_every: int = 0  # also keep the evaluated weights of every Nth epoch (0: only best and last)
     exclude_sources: list[str] = field(default_factory=list)  # train without these sources (held-out checks)
     note: str = ""  # free text kept in the record (e.g. where the epochs ran and on which copy of the data)
+    colour_constancy: str = "none"  # a method of edge_sca.colour, applied after augmentation and before scoring
 
     def size_at(self, epoch: int) -> int:
         """Image size of a 0-based epoch: train_size, then 224 for the last final_epochs."""
@@ -146,7 +148,8 @@ def _dataset(cfg: TrainConfig, train: Arrays, epoch: int):
 
     groups = sampling_groups(train.y, train.sources) if cfg.source_balance is not None else None
     gen = lambda: balanced_batches(train.x, train.y, cfg.batch_size, seed=cfg.seed * 100_003 + epoch,  # noqa: E731
-                                   groups=groups, group_power=cfg.source_balance or 0.0, cfg=PRESETS[cfg.augment])
+                                   groups=groups, group_power=cfg.source_balance or 0.0, cfg=PRESETS[cfg.augment],
+                                   finish=colour_constancy(cfg.colour_constancy))
     if not _tensorflow_backend():
         return gen()
     import tensorflow as tf
@@ -164,11 +167,21 @@ def load_training_data(cfg: TrainConfig, folder) -> tuple[Arrays, Arrays]:
     for extra in cfg.extra_isic_dirs:
         parts.append(load_split(load_isic_folder(extra, skip_bad=cfg.skip_bad), "train", skip_bad=cfg.skip_bad,
                                 limit=cfg.limit))
-    val = load_split(folder, "val", skip_bad=cfg.skip_bad, limit=cfg.limit)
+    val = _colour_corrected(cfg, load_split(folder, "val", skip_bad=cfg.skip_bad, limit=cfg.limit))
     train = concat_arrays(parts)
     if cfg.exclude_sources:
         train = _without_sources(train, cfg.exclude_sources)
     return train, val
+
+
+def _colour_corrected(cfg: TrainConfig, arrays: Arrays) -> Arrays:
+    """Images to score, as the model sees them: with the run's colour constancy (train images get it per batch,
+    after augmentation)."""
+    if cfg.colour_constancy == NONE:
+        return arrays
+    fn = colour_constancy(cfg.colour_constancy)
+    x = np.asarray(arrays.x)
+    return replace(arrays, x=np.concatenate([fn(x[i:i + 256]) for i in range(0, len(x), 256)]) if len(x) else x)
 
 
 def _without_sources(train: Arrays, names: list[str]) -> Arrays:
@@ -194,6 +207,8 @@ def train(cfg: TrainConfig, resume: bool = False, finalize_only: bool = False) -
     state, model = TrainState(), None
     if cfg.augment not in PRESETS:
         raise SystemExit(f"--augment {cfg.augment}: unknown; use one of {', '.join(PRESETS)}")
+    if cfg.colour_constancy not in METHODS:
+        raise SystemExit(f"--colour-constancy {cfg.colour_constancy}: unknown; use one of {', '.join(METHODS)}")
     if resume or finalize_only:
         state, model = _load_checkpoint(cfg, paths)
     elif paths["state"].exists():
@@ -372,7 +387,7 @@ def _finalize(cfg: TrainConfig, state: TrainState, folder, val: Arrays, train: A
     model.load_weights(paths["best"])
     p_val = predict_keras(model, val.x)
     threshold = threshold_for_sensitivity(val.y, p_val, TARGET_SENSITIVITY)
-    test = load_split(folder, "test", skip_bad=cfg.skip_bad, limit=cfg.limit)
+    test = _colour_corrected(cfg, load_split(folder, "test", skip_bad=cfg.skip_bad, limit=cfg.limit))
     by_source = {"val": per_source_metrics(val.y, p_val, val.sources, threshold),
                  "test": per_source_metrics(test.y, predict_keras(model, test.x), test.sources, threshold)}
     metrics = {split: by_source[split][POOLED] for split in ("val", "test")}
