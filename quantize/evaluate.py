@@ -122,8 +122,20 @@ def _checkpoint_colour_constancy(state: Path) -> str:
     return str(config.get("colour_constancy", "none"))
 
 
+def refuse_colour_constancy(path: Path) -> None:
+    """A model trained on colour-corrected images would see uncorrected frames on the device, whose preprocessing
+    (version 1) applies no colour constancy: it cannot be converted for the scanner."""
+    method = record_colour_constancy(path)
+    if method != "none":
+        raise ModelError(f"{path}: trained with colour constancy {method!r}, which the device's preprocessing "
+                         "does not apply; it is an experiment (score it with `python -m quantize sources`), not "
+                         "a model to convert")
+
+
 def load_source_model(path: Path):
-    """The model to convert: a .keras file, or a .pb frozen graph from `import-checkpoint`."""
+    """The model to convert: a .keras file, or a .pb frozen graph from `import-checkpoint`; never one trained with
+    colour constancy (`refuse_colour_constancy`)."""
+    refuse_colour_constancy(path)
     if path.suffix == ".pb":
         from quantize.checkpoint import load_frozen
 

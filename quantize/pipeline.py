@@ -24,7 +24,7 @@ from edge_sca.devpaths import REPO_ROOT
 from edge_sca.errors import ModelError
 from edge_sca.fileio import sha256_file
 from edge_sca.isic import load_isic_folder
-from edge_sca.training_record import record_colour_constancy, record_threshold
+from edge_sca.training_record import record_threshold
 from quantize.build_cache import cached_report, inputs_key
 from quantize.calibration import calibrate
 from quantize.job import Job, QuantizeOptions
@@ -32,16 +32,6 @@ from quantize.validation import Outcome, eval_data_key, outcome, validate
 from quantize.variants import quantize, variants
 
 log = logging.getLogger(__name__)
-
-
-def refuse_colour_constancy(keras_path: Path) -> None:
-    """A model trained on colour-corrected images would see uncorrected frames on the device, whose preprocessing
-    (version 1) applies no colour constancy: it cannot be converted for the scanner."""
-    method = record_colour_constancy(keras_path)
-    if method != "none":
-        raise ModelError(f"{keras_path}: trained with colour constancy {method!r}, which the device's preprocessing "
-                         "does not apply; it is an experiment (score it with `python -m quantize sources`), not "
-                         "a model to convert")
 
 
 def prepare(name: str, isic_dir: str | Path, models_dir: Path, reports_dir: Path, options: QuantizeOptions,
@@ -53,7 +43,6 @@ def prepare(name: str, isic_dir: str | Path, models_dir: Path, reports_dir: Path
     if not keras_path.is_file():
         raise ModelError(f"{keras_path}: no trained model; run `make train MODEL={name}` first (or --models-dir)")
     threshold, source = record_threshold(keras_path)
-    refuse_colour_constancy(keras_path)
     folder = load_isic_folder(isic_dir, skip_bad=options.skip_bad)
     calib, calib_source = calibrate(folder, options.recipe, options.skip_bad)
     log.info("%s: recipe %s (%s), calibration set %d images (%s)", name, options.recipe.name,

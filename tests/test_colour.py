@@ -69,8 +69,7 @@ def test_batches_are_finished_after_augmentation():
 
 def test_a_model_trained_with_it_records_it_is_scored_with_it_and_is_not_converted(tiny_isic, tmp_path):
     from quantize.cli import main
-    from quantize.evaluate import load_scorer
-    from quantize.pipeline import refuse_colour_constancy
+    from quantize.evaluate import load_scorer, load_source_model
 
     args = ["train", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path), "--epochs", "1",
             "--steps-per-epoch", "1", "--batch-size", "4", "--seed", "1", "-q", "--colour-constancy", "shades_of_gray"]
@@ -78,7 +77,7 @@ def test_a_model_trained_with_it_records_it_is_scored_with_it_and_is_not_convert
     model = tmp_path / "cancernet_sca_b.keras"
     assert json.loads(model.with_suffix(".json").read_text())["config"]["colour_constancy"] == "shades_of_gray"
     with pytest.raises(ModelError, match="colour constancy 'shades_of_gray'.*not a model to convert"):
-        refuse_colour_constancy(model)
+        load_source_model(model)
     # scoring applies it: the score of an image equals the plain model's score of the corrected image
     from edge_sca.isic import load_isic_folder
     from quantize.train import predict_keras
