@@ -49,3 +49,15 @@ def colour_constancy(method: str) -> Callable[[np.ndarray], np.ndarray]:
     if method == SHADES_OF_GRAY:
         return shades_of_gray
     raise ValueError(f"colour constancy {method!r}: unknown; use one of {', '.join(METHODS)}")
+
+
+def correct_all(method: str, images: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Every image of an N x H x W x 3 uint8 stack as a model trained with `method` sees it; the stack itself for
+    "none". Chunked, so that a few thousand 224x224 images do not need gigabytes of float intermediates."""
+    if method == NONE:
+        return images
+    fn = colour_constancy(method)
+    if len(images) == 0:
+        return np.asarray(images)
+    return np.concatenate([fn(np.asarray(images[i:i + chunk])) for i in range(0, len(images), chunk)])
+

@@ -20,6 +20,7 @@ from edge_sca.cli_common import (  # noqa: E402
     positive_int,
     run_cli,
 )
+from edge_sca.colour import METHODS as COLOUR_METHODS  # noqa: E402
 from edge_sca.contract import MODEL_NAMES  # noqa: E402
 from edge_sca.devpaths import MODELS_DIR  # noqa: E402
 from edge_sca.errors import EdgeScaError  # noqa: E402
@@ -558,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train without the images of this source (metadata `dataset`; repeatable): the "
                    "source-held-out check, tested on that source's val and test images")
     s.add_argument("--note", help="free text kept in the model's record (e.g. that the epochs ran elsewhere)")
-    s.add_argument("--colour-constancy", default="none", choices=("none", "shades_of_gray"),
+    s.add_argument("--colour-constancy", default="none", choices=COLOUR_METHODS,
                    help="normalise every image's colour cast after augmentation and before scoring "
                    "(edge_sca/colour.py; recorded in the model's record and applied by whatever scores it). "
                    "Experimental: the device does not apply it yet, so such a model cannot ship")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_sca.colour import colour_constancy
+from edge_sca.colour import NONE, correct_all
 from edge_sca.contract import DEFAULT_THRESHOLD
 from edge_sca.errors import ModelError
 from edge_sca.metrics import binary_metrics
@@ -63,21 +63,13 @@ def _tflite_scorer(path: Path) -> Scorer:
     return Scorer(path, model.dtype, model.threshold, source, p_malignant)
 
 
-def _corrected(method: str, x: np.ndarray) -> np.ndarray:
-    """Images as a model trained with colour constancy `method` sees them (edge_sca.colour), in chunks."""
-    if method == "none":
-        return x
-    fn = colour_constancy(method)
-    return np.concatenate([fn(np.asarray(x[i:i + 256])) for i in range(0, len(x), 256)]) if len(x) else x
-
-
 def _keras_scorer(path: Path) -> Scorer:
     from quantize.train import predict_keras
 
     model = load_keras(path)
     threshold, source = record_threshold(path)
     method = record_colour_constancy(path)
-    return Scorer(path, "keras", threshold, source, lambda x: predict_keras(model, _corrected(method, x)))
+    return Scorer(path, "keras", threshold, source, lambda x: predict_keras(model, correct_all(method, x)))
 
 
 def _frozen_scorer(path: Path) -> Scorer:
@@ -108,7 +100,7 @@ def _weights_scorer(path: Path) -> Scorer:
     model.load_weights(path)
     method = _checkpoint_colour_constancy(path.parent / "state.json")
     return Scorer(path, "keras weights", DEFAULT_THRESHOLD, f"default {DEFAULT_THRESHOLD} (checkpoint weights)",
-                  lambda x: predict_keras(model, _corrected(method, x)))
+                  lambda x: predict_keras(model, correct_all(method, x)))
 
 
 def _checkpoint_colour_constancy(state: Path) -> str:
@@ -116,17 +108,17 @@ def _checkpoint_colour_constancy(state: Path) -> str:
     try:
         config = json.loads(state.read_text()).get("config", {})
     except FileNotFoundError:
-        return "none"
+        return NONE
     except (OSError, json.JSONDecodeError, AttributeError) as exc:
         raise ModelError(f"{state}: unreadable training state ({exc}); check the checkpoint folder") from exc
-    return str(config.get("colour_constancy", "none"))
+    return str(config.get("colour_constancy", NONE))
 
 
 def refuse_colour_constancy(path: Path) -> None:
     """A model trained on colour-corrected images would see uncorrected frames on the device, whose preprocessing
     (version 1) applies no colour constancy: it cannot be converted for the scanner."""
     method = record_colour_constancy(path)
-    if method != "none":
+    if method != NONE:
         raise ModelError(f"{path}: trained with colour constancy {method!r}, which the device's preprocessing "
                          "does not apply; it is an experiment (score it with `python -m quantize sources`), not "
                          "a model to convert")

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_sca.colour import METHODS, NONE, colour_constancy
+from edge_sca.colour import METHODS, NONE, colour_constancy, correct_all
 from edge_sca.contract import INPUT_SIZE, model_stem
 from edge_sca.devpaths import MODELS_DIR
 from edge_sca.fileio import atomic_path, sha256_file
@@ -177,11 +177,7 @@ def load_training_data(cfg: TrainConfig, folder) -> tuple[Arrays, Arrays]:
 def _colour_corrected(cfg: TrainConfig, arrays: Arrays) -> Arrays:
     """Images to score, as the model sees them: with the run's colour constancy (train images get it per batch,
     after augmentation)."""
-    if cfg.colour_constancy == NONE:
-        return arrays
-    fn = colour_constancy(cfg.colour_constancy)
-    x = np.asarray(arrays.x)
-    return replace(arrays, x=np.concatenate([fn(x[i:i + 256]) for i in range(0, len(x), 256)]) if len(x) else x)
+    return arrays if cfg.colour_constancy == NONE else replace(arrays, x=correct_all(cfg.colour_constancy, arrays.x))
 
 
 def _without_sources(train: Arrays, names: list[str]) -> Arrays:

@@ -88,3 +88,13 @@ def test_a_model_trained_with_it_records_it_is_scored_with_it_and_is_not_convert
     assert np.allclose(scorer.p_malignant(x), plain, atol=1e-6)
     weights = load_scorer(tmp_path / "checkpoints" / "cancernet_sca_b" / "best.weights.h5")
     assert np.allclose(weights.p_malignant(x), plain, atol=1e-5)
+
+
+def test_a_stack_is_corrected_in_chunks_as_a_whole():
+    from edge_sca.colour import correct_all
+
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    assert np.array_equal(correct_all("shades_of_gray", x, chunk=2), shades_of_gray(x))
+    assert correct_all("none", x) is x
+    assert correct_all("shades_of_gray", x[:0]).shape == (0, 16, 16, 3)
