@@ -1,12 +1,9 @@
-"""Colour constancy (edge_sca/colour.py) and a model trained with it: recorded, applied when scored, not converted."""
-
-import json
+"""Colour constancy (edge_sca/colour.py). A model trained with it: tests/test_train.py (one run serves both)."""
 
 import numpy as np
 import pytest
 
 from edge_sca.colour import SHADES_OF_GRAY_P, colour_constancy, shades_of_gray
-from edge_sca.errors import ModelError
 from edge_sca.preprocess import load_preprocessed
 
 
@@ -65,29 +62,6 @@ def test_batches_are_finished_after_augmentation():
     for img in (images * 255.0 + 0.5).astype(np.uint8):
         ill = _illuminant(img)
         assert ill.max() / ill.min() < 1.05
-
-
-def test_a_model_trained_with_it_records_it_is_scored_with_it_and_is_not_converted(tiny_isic, tmp_path):
-    from quantize.cli import main
-    from quantize.evaluate import load_scorer, load_source_model
-
-    args = ["train", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path), "--epochs", "1",
-            "--steps-per-epoch", "1", "--batch-size", "4", "--seed", "1", "-q", "--colour-constancy", "shades_of_gray"]
-    assert main(args) == 0
-    model = tmp_path / "cancernet_sca_b.keras"
-    assert json.loads(model.with_suffix(".json").read_text())["config"]["colour_constancy"] == "shades_of_gray"
-    with pytest.raises(ModelError, match="colour constancy 'shades_of_gray'.*not a model to convert"):
-        load_source_model(model)
-    # scoring applies it: the score of an image equals the plain model's score of the corrected image
-    from edge_sca.isic import load_isic_folder
-    from quantize.train import predict_keras
-
-    x = np.stack([load_preprocessed(r.path) for r in load_isic_folder(tiny_isic).subset("val")[:2]])
-    scorer = load_scorer(model)
-    plain = predict_keras(__import__("keras").models.load_model(model, compile=False), shades_of_gray(x))
-    assert np.allclose(scorer.p_malignant(x), plain, atol=1e-6)
-    weights = load_scorer(tmp_path / "checkpoints" / "cancernet_sca_b" / "best.weights.h5")
-    assert np.allclose(weights.p_malignant(x), plain, atol=1e-5)
 
 
 def test_a_stack_is_corrected_in_chunks_as_a_whole():

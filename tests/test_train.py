@@ -14,7 +14,8 @@ def trained(tiny_isic, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained")
     args = ["train", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(out), "--epochs", "2",
             "--steps-per-epoch", "2", "--batch-size", "8", "--image-size", "64", "--seed", "3", "-q",
-            "--augment", "strong", "--source-balance", "0.5", "--ema", "0.9", "--snapshot-every", "1"]
+            "--augment", "strong", "--source-balance", "0.5", "--ema", "0.9", "--snapshot-every", "1",
+            "--colour-constancy", "shades_of_gray"]
     assert main(args) == 0
     return out, args
 
@@ -93,3 +94,27 @@ def test_init_from_another_architecture_is_refused(trained, tmp_path):
         main(["train", "--model", "c", "--isic-dir", json.loads((out / "cancernet_sca_b.json").read_text())
               ["data"]["isic_dir"], "--models-dir", str(tmp_path), "--epochs", "1", "--steps-per-epoch", "1",
               "--init-from", str(out / "cancernet_sca_b.keras"), "-q"])
+
+
+def test_colour_constancy_is_recorded_applied_when_scored_and_refused_by_convert(trained, tiny_isic):
+    import numpy as np
+
+    from edge_sca.colour import shades_of_gray
+    from edge_sca.errors import ModelError
+    from edge_sca.isic import load_isic_folder
+    from edge_sca.preprocess import load_preprocessed
+    from quantize.evaluate import load_scorer, load_source_model
+    from quantize.train import predict_keras
+
+    out, _ = trained
+    model = out / "cancernet_sca_b.keras"
+    assert json.loads(model.with_suffix(".json").read_text())["config"]["colour_constancy"] == "shades_of_gray"
+    with pytest.raises(ModelError, match="colour constancy 'shades_of_gray'.*not a model to convert"):
+        load_source_model(model)
+    # scoring applies it: an image's score is the plain network's score of the corrected image
+    x = np.stack([load_preprocessed(r.path) for r in load_isic_folder(tiny_isic).subset("val")[:2]])
+    plain = predict_keras(keras.models.load_model(model, compile=False), shades_of_gray(x))
+    assert np.allclose(load_scorer(model).p_malignant(x), plain, atol=1e-6)
+    weights = load_scorer(out / "checkpoints" / "cancernet_sca_b" / "best.weights.h5")
+    assert np.allclose(weights.p_malignant(x), plain, atol=1e-5)  # the exported model holds the best weights
+
