@@ -147,9 +147,10 @@ def _dataset(cfg: TrainConfig, train: Arrays, epoch: int):
     from quantize.augment import balanced_batches
 
     groups = sampling_groups(train.y, train.sources) if cfg.source_balance is not None else None
+    finish = None if cfg.colour_constancy == NONE else colour_constancy(cfg.colour_constancy)
     gen = lambda: balanced_batches(train.x, train.y, cfg.batch_size, seed=cfg.seed * 100_003 + epoch,  # noqa: E731
                                    groups=groups, group_power=cfg.source_balance or 0.0, cfg=PRESETS[cfg.augment],
-                                   finish=colour_constancy(cfg.colour_constancy))
+                                   finish=finish)
     if not _tensorflow_backend():
         return gen()
     import tensorflow as tf
@@ -177,7 +178,7 @@ def load_training_data(cfg: TrainConfig, folder) -> tuple[Arrays, Arrays]:
 def _colour_corrected(cfg: TrainConfig, arrays: Arrays) -> Arrays:
     """Images to score, as the model sees them: with the run's colour constancy (train images get it per batch,
     after augmentation)."""
-    return arrays if cfg.colour_constancy == NONE else replace(arrays, x=correct_all(cfg.colour_constancy, arrays.x))
+    return replace(arrays, x=correct_all(cfg.colour_constancy, arrays.x))
 
 
 def _without_sources(train: Arrays, names: list[str]) -> Arrays:
