@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from edge_sca.cameras import open_camera
+from edge_sca.policy import INPUT_CHECKS_MAX_SHARE_OF_INVOKE
 from edge_sca.runtime import Runtime, run_loop
 
 log = logging.getLogger(__name__)
@@ -44,4 +45,9 @@ def run_e2e(model: dict, camera_spec: str, frames: int, threads: int, split: str
         out["overhead_fraction"] = out["overhead_ms_mean"] / lat["mean_ms"]
         capture = lat["stages"].get("capture_ms", {}).get("mean_ms", 0.0)
         out["around_model_ms_mean"] = out["overhead_ms_mean"] - capture  # preprocess, quality gate, decision
+    checks = lat.get("stages", {}).get("input_checks_ms")
+    if checks and invoke and invoke["p50_ms"] > 0:
+        # the learned checks' budget is a share of the invoke: medians of the same run, on this device
+        out["input_checks_share_of_invoke"] = checks["p50_ms"] / invoke["p50_ms"]
+        out["input_checks_budget"] = INPUT_CHECKS_MAX_SHARE_OF_INVOKE
     return out

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from edge_sca.policy import INPUT_CHECKS_MAX_SHARE_OF_INVOKE
+
 log = logging.getLogger(__name__)
 
 
@@ -49,21 +51,32 @@ def latency_table(models: list[dict], ratios: dict) -> list[str]:
     return rows
 
 
+def _checks_share(e: dict) -> str:
+    """The learned checks' median and its share of the invoke's median, flagged past its budget."""
+    checks = e["latency"].get("stages", {}).get("input_checks_ms")
+    share = e.get("input_checks_share_of_invoke")
+    if not checks or share is None:
+        return "-"
+    over = " **over budget**" if share > INPUT_CHECKS_MAX_SHARE_OF_INVOKE else ""
+    return f"{checks['p50_ms']:.2f} ({share:.1%} of invoke p50){over}"
+
+
 def e2e_table(e2e: list[dict]) -> list[str]:
-    rows = ["| model | camera | threads | frames | capture ms | preprocess ms | invoke ms | around model ms "
-            "| total p50 ms | total p99 ms | fps | overhead | decisions |",
-            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    rows = ["| model | camera | threads | frames | capture ms | preprocess ms | quality gate ms | invoke ms "
+            "| around model ms | total p50 ms | total p99 ms | fps | overhead | input checks p50 ms | decisions |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for e in e2e:
         if "error" in e:
-            rows.append(f"| {e['model']} | error: {e['error']} |" + " |" * 11)
+            rows.append(f"| {e['model']} | error: {e['error']} |" + " |" * 13)
             continue
         lat, st = e["latency"], e["latency"].get("stages", {})
         dec = ", ".join(f"{k} {v}" for k, v in sorted(e["decisions"].items()))
-        stage = [_f(st.get(k, {}).get("mean_ms")) for k in ("capture_ms", "preprocess_ms", "invoke_ms")]
+        stage = [_f(st.get(k, {}).get("mean_ms")) for k in ("capture_ms", "preprocess_ms", "quality_ms", "invoke_ms")]
         rows.append(f"| {e['model']} | {e['camera']} | {e['threads']} | {lat.get('measured', 0)} "
                     f"| {' | '.join(stage)} | {_f(e.get('around_model_ms_mean'))} "
                     f"| {_f(lat.get('p50_ms'))} | {_f(lat.get('p99_ms'))} "
-                    f"| {_f(lat.get('fps'), '.1f')} | {_pct(e.get('overhead_fraction'))} | {dec} |")
+                    f"| {_f(lat.get('fps'), '.1f')} | {_pct(e.get('overhead_fraction'))} | {_checks_share(e)} "
+                    f"| {dec} |")
     return rows
 
 
@@ -106,7 +119,10 @@ def markdown(result: dict) -> str:
         out += ["## End-to-end (camera -> preprocess -> quality gate -> int8 inference -> decision)", ""]
         out += e2e_table(result["e2e"])
         out += ["", "Times are means after the runtime's warm-up; around model = preprocess + quality gate + "
-                "decision; overhead = (total - invoke) / total, capture included.", ""]
+                "decision; overhead = (total - invoke) / total, capture included. Input checks = the learned "
+                "checks inside the quality gate (frame statistics and their three scores), median, and its share "
+                "of the invoke's median in the same run (budget: "
+                f"{_pct(INPUT_CHECKS_MAX_SHARE_OF_INVOKE)}).", ""]
     if result.get("accuracy"):
         out += ["## Accuracy and int8 drift", ""] + accuracy_table(result["accuracy"]) + [""]
     out += [f"- {n}" for n in result.get("notes", [])]

@@ -1,14 +1,19 @@
-"""The learned checks' three scores for one frame in a dozen numpy calls instead of a few dozen.
+"""The learned checks' three scores for one frame in about ten numpy calls instead of a few dozen.
 
-On a single 38-value row every numpy call costs a few microseconds whatever its arithmetic, and the check has a
-budget of a tenth of an int8 invoke. So every first layer (the mixture's whitening for each component, each
-quadratic regression's pair weights and linear weights, each network's first layer) is one column block of a single
-matrix, and the networks' later layers are block-diagonal: one product per layer for all of them. The separate
-models in edge_sca.input_checks stay the definition; tests check that this gives the same scores.
+On a single 38-value row every numpy call costs a few microseconds whatever its arithmetic (more once an invoke
+has evicted the caches), and the check has a budget of a tenth of an int8 invoke. So every score that is a quadratic
+form of the standardised row z is one: the mixture's log-density of component k, -0.5 |z P_k - s_k|^2 plus its log
+normaliser, expands to z A_k z' + z l_k' + c_k; each quadratic regression is z Q z' + z w' + b. Their matrices,
+their linear weights and the networks' first layers are column blocks of a single matrix, so one product gives
+z A_k, z Q, every linear term and every first layer; one more gives the quadratic forms. The networks' later layers
+are block-diagonal: one product per layer for all of them. What follows on a handful of floats (the log-sum-exp of
+the mixture's components, the ensemble's weighted mean) is plain Python. The separate models in
+edge_sca.input_checks stay the definition; tests check that this gives the same scores.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,12 +43,14 @@ class FusedScores:
             raise ValueError("the ensemble's networks must all have the same depth, with a hidden layer")
         order = [m for m in members if isinstance(m.model, Logistic)] + [m for m in members if isinstance(m.model, Mlp)]
         self.k, self.d = mixture.means.shape
-        self.nq, self.nn = len(quads), len(nets)
-        self.mixture = mixture
-        blocks = [mixture.flat, *[q.pairs for q in quads], np.stack([q.linear for q in quads], axis=1)]
-        blocks += [n.layers[0][0] for n in nets]
+        self.forms = self.k + len(quads)  # quadratic forms: the mixture's components, then the regressions
+        p = mixture.prec_chol
+        squares = [-0.5 * p[i] @ p[i].T for i in range(self.k)] + [q.pairs for q in quads]
+        linear = [p[i] @ mixture.shift[i] for i in range(self.k)] + [q.linear for q in quads]
+        blocks = [*squares, np.stack(linear, axis=1), *[n.layers[0][0] for n in nets]]
         self.first = np.ascontiguousarray(np.hstack(blocks))
-        self.quad_bias = np.array([q.bias for q in quads])
+        self.constant_terms = np.concatenate([mixture.log_norm - 0.5 * (mixture.shift ** 2).sum(axis=1),
+                                              [q.bias for q in quads]])
         self.net_bias = np.concatenate([n.layers[0][1] for n in nets]) if nets else np.zeros(0)
         later: list[tuple[np.ndarray, np.ndarray]] = []
         for i in range(1, len(nets[0].layers) if nets else 1):
@@ -60,25 +67,40 @@ class FusedScores:
             net_weight = weight[len(quads) - 1:]
             later.append((w @ net_weight, np.asarray(b @ net_weight)))
         self.later = later
+        self._quad_weight = self.quad_weight.tolist()
+
+    def _networks(self, first_layer: np.ndarray) -> np.ndarray:
+        """The networks' summed, weighted outputs from their first layers' products (rows or one row)."""
+        a = np.maximum(first_layer + self.net_bias, 0.0)
+        for w, b in self.later[:-1]:
+            a = np.maximum(a @ w + b, 0.0)
+        w, b = self.later[-1]
+        return a @ w + b
 
     def scores(self, z: np.ndarray) -> np.ndarray:
         """N x 3 (MIXTURE, NOT_DERMOSCOPY, NO_LESION) for standardised rows, as DermoscopyCheck.scores defines them."""
-        n, k, d = len(z), self.k, self.d
+        n, d, f = len(z), self.d, self.forms
         h = z @ self.first
-        kd, qd = k * d, self.nq * d
-        y = h[:, :kd].reshape(n, k, d) - self.mixture.shift
-        logp = self.mixture.log_norm - 0.5 * (y * y).sum(axis=2)
+        q = np.einsum("nfd,nd->nf", h[:, :f * d].reshape(n, f, d), z) + h[:, f * d:f * d + f] + self.constant_terms
+        logp = q[:, :self.k]
         top = logp.max(axis=1)
         nll = -(top + np.log(np.exp(logp - top[:, None]).sum(axis=1)))
-        quad = ((h[:, kd:kd + qd].reshape(n, self.nq, d) * z[:, None, :]).sum(axis=2)
-                + h[:, kd + qd:kd + qd + self.nq] + self.quad_bias)
+        quad = q[:, self.k:]
         ensemble = quad @ self.quad_weight + self.constant
-        if self.nn:
-            a = np.maximum(h[:, kd + qd + self.nq:] + self.net_bias, 0.0)
-            for w, b in self.later[:-1]:
-                a = np.maximum(a @ w + b, 0.0)
-            w, b = self.later[-1]
-            ensemble += a @ w + b
-        out = np.empty((n, 3))
-        out[:, 0], out[:, 1], out[:, 2] = nll, ensemble, quad[:, -1]
-        return out
+        if self.later:
+            ensemble = ensemble + self._networks(h[:, f * d + f:])
+        return np.stack([nll, ensemble, quad[:, -1]], axis=1)
+
+    def score_one(self, z: np.ndarray) -> tuple[float, float, float]:
+        """The three scores of one standardised row (d values): what the gate calls on every frame."""
+        d, f = self.d, self.forms
+        h = z @ self.first
+        q = (h[:f * d].reshape(f, d) @ z + h[f * d:f * d + f] + self.constant_terms).tolist()
+        logp = q[:self.k]
+        top = max(logp)
+        nll = -(top + math.log(sum(math.exp(x - top) for x in logp)))
+        quad = q[self.k:]
+        ensemble = sum(w * s for w, s in zip(self._quad_weight, quad, strict=True)) + self.constant
+        if self.later:
+            ensemble += float(self._networks(h[f * d + f:]))
+        return nll, ensemble, quad[-1]

@@ -178,16 +178,21 @@ class DermoscopyCheck:
                    Logistic.from_dict(d["lesion"], len(mean), d["lesion"]["threshold"]))
 
     def standardise(self, features: np.ndarray) -> np.ndarray:
-        return np.clip((np.atleast_2d(features) - self.mean) / self.scale, -self.clip, self.clip)
+        """Rows (N x d) of standardised, clipped values; one row of d values stays one row."""
+        z = (features - self.mean) / self.scale
+        return np.minimum(np.maximum(z, -self.clip, out=z), self.clip, out=z)
 
     def scores(self, features: np.ndarray) -> np.ndarray:
-        """N x 3 (columns MIXTURE, NOT_DERMOSCOPY, NO_LESION): higher = less like dermoscopy of a lesion. Computed
-        fused (edge_sca.fused_scores); `separate_scores` is the definition."""
-        return self.fused.scores(self.standardise(features))
+        """N x 3 (columns MIXTURE, NOT_DERMOSCOPY, NO_LESION): higher = less like dermoscopy of a lesion; 1 x 3 for
+        one frame's d values. Computed fused (edge_sca.fused_scores); `separate_scores` is the definition."""
+        z = self.standardise(features)
+        if z.ndim == 1:
+            return np.array([self.fused.score_one(z)])
+        return self.fused.scores(z)
 
     def separate_scores(self, features: np.ndarray) -> np.ndarray:
         """The same scores model by model: what each score means, and what the fused version is tested against."""
-        z = self.standardise(features)
+        z = self.standardise(np.atleast_2d(features))
         columns = [self.mixture.neg_log_likelihood(z), self.not_dermoscopy.score(z), self.lesion.score(z)]
         return np.stack(columns, axis=1)
 

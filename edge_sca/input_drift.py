@@ -91,7 +91,7 @@ class InputDriftMonitor:
 
     def training_distance(self, features: np.ndarray) -> float:
         """Mahalanobis distance of a frame's standardised statistics to the training split's Gaussian."""
-        y = (self.checks.dermoscopy.standardise(features)[0] - self.train_mean) @ self.train_prec_chol
+        y = (self.checks.dermoscopy.standardise(features) - self.train_mean) @ self.train_prec_chol
         return float(np.sqrt(y @ y))
 
     def update(self, features: np.ndarray, sharpness: float, p_malignant: float | None) -> dict:

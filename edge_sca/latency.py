@@ -6,7 +6,9 @@ import numpy as np
 
 #: Latency statistics skip this many first frames (interpreter and cache warm-up).
 LATENCY_WARMUP = 3
-STAGES = ("capture_ms", "preprocess_ms", "invoke_ms", "total_ms")
+#: Stages of a frame's timings; input_checks_ms (the learned checks: frame statistics and scores) is part of
+#: quality_ms (the whole gate).
+STAGES = ("capture_ms", "preprocess_ms", "quality_ms", "input_checks_ms", "invoke_ms", "total_ms")
 
 
 class LatencyStats:

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 __all__ = ["DERMOSCOPY_MAX_REFUSED_PER_SCORE", "DRIFT_BINS", "DRIFT_MIN_FRAMES", "DRIFT_PSI_WARN", "DRIFT_WARNING",
            "FOCUS_BLUR_SIGMA", "FOCUS_MAX_REFUSED", "FOCUS_MIN_BLUR_REFUSED", "GRAYSCALE_FRACTION",
-           "GRAYSCALE_QUANTILE", "RECALIBRATION_MAX_SHORTFALL", "RECALIBRATION_MIN_BENIGN", "TARGET_SENSITIVITY"]
+           "GRAYSCALE_QUANTILE", "INPUT_CHECKS_MAX_SHARE_OF_INVOKE", "RECALIBRATION_MAX_SHORTFALL",
+           "RECALIBRATION_MIN_BENIGN", "TARGET_SENSITIVITY"]
 
 #: Malignant sensitivity the validation-chosen threshold must reach.
 TARGET_SENSITIVITY = 0.90
@@ -36,6 +37,10 @@ GRAYSCALE_FRACTION = 0.7
 #: (together they must stay under 1% of every ISIC source; the ensemble, the one that generalises to unseen kinds,
 #: gets the smallest share).
 DERMOSCOPY_MAX_REFUSED_PER_SCORE = {"mixture": 0.003, "not_dermoscopy": 0.002, "no_lesion": 0.003}
+#: The learned checks' budget: their median time (frame statistics and scores) at most this share of the int8
+#: model's median invoke, measured in the same run (`input-checks evaluate`; on the scanner, the benchmark's
+#: end-to-end rows).
+INPUT_CHECKS_MAX_SHARE_OF_INVOKE = 0.10
 #: Input drift: the reference histograms have this many bins; warn once at least DRIFT_MIN_FRAMES frames were
 #: judged and a statistic's population stability index (bias-corrected for the sample size) exceeds DRIFT_PSI_WARN
 #: (0.25 is the usual "major shift").

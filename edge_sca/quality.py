@@ -10,6 +10,7 @@ file: edge_sca.settings.QualitySettings); the calibrated thresholds are in model
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -41,7 +42,8 @@ class QualityResult:
     """`ok`, or the code and message of the first failed check, with the measures the decision was made on.
 
     `features` are the frame statistics (edge_sca.frame_stats), kept for the drift monitor; None when the gate
-    stopped before computing them.
+    stopped before computing them. `input_checks_ms` is what the learned checks took (frame statistics and the
+    three scores): the runtime reports it beside the invoke, whose tenth is its budget; None when they did not run.
     """
 
     ok: bool
@@ -49,6 +51,7 @@ class QualityResult:
     reason: str | None
     measures: dict = field(default_factory=dict)
     features: np.ndarray | None = None
+    input_checks_ms: float | None = None
 
 
 def aspect_ratio(rgb: np.ndarray) -> float:
@@ -87,25 +90,28 @@ def check_quality(frame: np.ndarray, pixels: np.ndarray, checks: InputChecks,
     if m["saturated_fraction"] > limits.max_saturated_fraction:
         return QualityResult(False, Retake.SATURATED, f"saturated ({m['saturated_fraction']:.0%} of pixels "
                              "clipped): lower the illumination or exposure", m)
+    t0 = time.perf_counter()
     features = frame_features(pixels)
     m["saturation"] = float(features[SATURATION])
     if m["saturation"] < checks.min_saturation:
         return QualityResult(False, Retake.GRAYSCALE, f"grayscale or nearly (saturation {m['saturation']:.1f} < "
                              f"{checks.min_saturation:.1f}): the model needs the colour camera's frame", m, features)
     scores = checks.dermoscopy.scores(features)[0]
+    refused, no_lesion = checks.dermoscopy.refuses(scores), checks.dermoscopy.lacks_lesion(scores)
+    took = (time.perf_counter() - t0) * 1e3
     m["dermoscopy_scores"] = [float(s) for s in scores]
-    if checks.dermoscopy.refuses(scores):
+    if refused:
         return QualityResult(False, Retake.NOT_DERMOSCOPY, "not a dermoscopy frame (its colour, layout and "
                              "texture are unlike every dermoscopy image the check was fitted on): place the "
-                             "dermoscope on the skin over the lesion", m, features)
-    if checks.dermoscopy.lacks_lesion(scores):
+                             "dermoscope on the skin over the lesion", m, features, took)
+    if no_lesion:
         return QualityResult(False, Retake.NO_LESION, "no lesion in view (the frame looks like skin without a "
-                             "lesion): centre the lesion", m, features)
+                             "lesion): centre the lesion", m, features, took)
     m["sharpness"] = sharpness(frame)
     if m["sharpness"] < checks.min_sharpness:
         return QualityResult(False, Retake.OUT_OF_FOCUS, f"out of focus (sharpness {m['sharpness']:.3f} < "
-                             f"{checks.min_sharpness:.3f}): press the dermoscope flat and refocus", m, features)
+                             f"{checks.min_sharpness:.3f}): press the dermoscope flat and refocus", m, features, took)
     if m["lesion_contrast"] < limits.min_lesion_contrast:
         return QualityResult(False, Retake.NO_LESION, f"no lesion in view (contrast {m['lesion_contrast']:.1f} < "
-                             f"{limits.min_lesion_contrast:.1f}): centre the lesion", m, features)
-    return QualityResult(True, None, None, m, features)
+                             f"{limits.min_lesion_contrast:.1f}): centre the lesion", m, features, took)
+    return QualityResult(True, None, None, m, features, took)

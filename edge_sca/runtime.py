@@ -139,6 +139,8 @@ class Runtime:
         t4 = time.perf_counter()
         timings = {"capture_ms": frame.capture_ms, "preprocess_ms": _ms(t0, t1), "quality_ms": _ms(t1, t2),
                    "invoke_ms": _ms(t2, t3), "total_ms": frame.capture_ms + _ms(t0, t4)}
+        if quality.input_checks_ms is not None:
+            timings["input_checks_ms"] = quality.input_checks_ms  # part of quality_ms
         d = Decision(p, verdict, quality.reason, timings, self.sha256, frame_sha, frame.label, frame.source_id,
                      probs, self.threshold, quality.measures,
                      reason_code=quality.code.value if quality.code is not None else None)

@@ -27,6 +27,7 @@ from edge_sca.fileio import replace_between_markers
 from edge_sca.frame_stats import frame_features
 from edge_sca.input_checks import InputChecks
 from edge_sca.isic import IsicFolder, Record, load_isic_folder
+from edge_sca.policy import INPUT_CHECKS_MAX_SHARE_OF_INVOKE
 from edge_sca.preprocess import preprocess, read_image
 from edge_sca.progress import Progress
 from edge_sca.quality import check_quality
@@ -190,7 +191,8 @@ def time_check(checks: InputChecks, frames: list[np.ndarray], model_path: Path) 
             "whole_gate_median_us": float(np.median(warm["gate"])) * 1e6,
             "invoke": {name: _stats(warm["check"], warm[f"invoke_{name}"], t) for name, t in TIMED_THREADS.items()},
             "runtime_order": {name: _stats(*ordered[name], TIMED_THREADS[name]) for name in models},
-            "budget_ratio": 0.10, "load_average": list(os.getloadavg()), "cpu_count": os.cpu_count()}
+            "budget_ratio": INPUT_CHECKS_MAX_SHARE_OF_INVOKE, "load_average": list(os.getloadavg()),
+            "cpu_count": os.cpu_count()}
 
 
 def evaluate(checks: InputChecks, isic_dir: Path, extra_dir: Path | None, model_path: Path, n: int = 300,

@@ -229,6 +229,11 @@ def test_quick_run_on_random_models(random_models, tiny_isic, tmp_path):
     assert e2e["latency"]["measured"] >= 1, e2e  # the replayed images are camera-like and pass the quality gate
     assert e2e["latency"]["p50_ms"] >= e2e["latency"]["stages"]["invoke_ms"]["p50_ms"] > 0
     assert e2e["around_model_ms_mean"] > 0 and 0 < e2e["overhead_fraction"] < 1
+    # the learned checks are timed inside the gate, and their share of the invoke is what the budget judges
+    stages = e2e["latency"]["stages"]
+    assert 0 < stages["input_checks_ms"]["p50_ms"] < stages["quality_ms"]["p50_ms"]
+    assert e2e["input_checks_share_of_invoke"] == pytest.approx(
+        stages["input_checks_ms"]["p50_ms"] / stages["invoke_ms"]["p50_ms"])
     acc = res["accuracy"]
     assert acc["n"] == 6 and acc["benign"] == acc["malignant"] == 3
     drift = acc["models"]["b"]
@@ -236,6 +241,7 @@ def test_quick_run_on_random_models(random_models, tiny_isic, tmp_path):
     assert drift["float32"]["n"] == drift["int8"]["n"] == 6
     md = (out_dir / "bench.md").read_text()
     assert "| cancernet_sca_b_int8 |" in md and "peak MACs/s = threads x clock" in md
+    assert "of invoke p50" in md and "Input checks = the learned checks" in md
     assert (out_dir / "latency.png").stat().st_size > 5_000
 
 

@@ -107,6 +107,7 @@ def test_grayscale_copy_of_a_lesion_is_refused(lesions, checks, tmp_path, depth)
     cv2.imwrite(str(path), gray.astype(np.uint16) * 257 if depth == 16 else gray)
     r = check_quality(read_image(path), preprocess(read_image(path)), checks)
     assert r.code is Retake.GRAYSCALE and "grayscale" in r.reason
+    assert r.input_checks_ms is None  # refused before the learned checks ran: nothing to time
 
 
 def test_nearly_grayscale_lesion_is_refused(lesions, checks):
