@@ -138,7 +138,9 @@ class Runtime:
             verdict = "retake"
         t4 = time.perf_counter()
         timings = {"capture_ms": frame.capture_ms, "preprocess_ms": _ms(t0, t1), "quality_ms": _ms(t1, t2),
-                   "invoke_ms": _ms(t2, t3), "total_ms": frame.capture_ms + _ms(t0, t4)}
+                   "total_ms": frame.capture_ms + _ms(t0, t4)}
+        if quality.ok:
+            timings["invoke_ms"] = _ms(t2, t3)  # a frame sent back for a retake has no invoke to time
         if quality.input_checks_ms is not None:
             timings["input_checks_ms"] = quality.input_checks_ms  # part of quality_ms
         d = Decision(p, verdict, quality.reason, timings, self.sha256, frame_sha, frame.label, frame.source_id,

@@ -102,7 +102,7 @@ def test_bad_frame_gets_retake_and_no_class(random_models, tmp_path):
     dark = Frame((synthetic_scene(0) * 0.1).astype(np.uint8), "dark")
     d = rt.process(dark)
     assert d.decision == "retake" and d.p_malignant is None and d.probs is None
-    assert d.reason.startswith("too dark") and d.reason_code == "too_dark" and d.timings["invoke_ms"] == 0.0
+    assert d.reason.startswith("too dark") and d.reason_code == "too_dark" and "invoke_ms" not in d.timings
     rec = read_audit(tmp_path / "audit.jsonl").records[-1]
     assert rec["decision"] == "retake" and rec["p_malignant"] is None and rec["model_sha256"] == rt.sha256
     assert rec["reason_code"] == "too_dark" and rec["input_drift"] is None
