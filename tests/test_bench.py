@@ -16,7 +16,7 @@ from benchmarks.device_bench import parse_macs, thread_counts
 from benchmarks.discover import identify
 from benchmarks.machine import clock_ghz, cpu_model, peak_macs_per_s, vector_unit
 from benchmarks.ratios import int8_speedup, versus_baseline
-from benchmarks.report import plot
+from benchmarks.report import e2e_table, plot
 from edge_sca.contract import MODEL_NAMES, model_stem, parse_model_file
 from edge_sca.devpaths import REPO_ROOT
 from edge_sca.errors import EdgeScaError
@@ -148,6 +148,27 @@ def test_ratio_directions():
     assert set(vb) == {"b_int8"}  # no resnet50_float32 to compare b_float32 with
     assert vb["b_int8"]["speedup"]["1"] == pytest.approx(10.0)
     assert vb["b_int8"]["size_ratio"] == pytest.approx(100.0) and vb["b_int8"]["macs_ratio"] == pytest.approx(20.0)
+
+
+def _e2e_row(checks_ms: float | None, invoke_ms: float) -> dict:
+    stages = {"invoke_ms": {"p50_ms": invoke_ms, "mean_ms": invoke_ms}}
+    if checks_ms is not None:
+        stages["input_checks_ms"] = {"p50_ms": checks_ms, "mean_ms": checks_ms}
+    row = {"model": "cancernet_sca_b_int8", "camera": "synthetic", "threads": 1, "decisions": {"benign": 5},
+           "latency": {"measured": 5, "p50_ms": 5.0, "p99_ms": 6.0, "fps": 200.0, "stages": stages}}
+    if checks_ms is not None:
+        row["input_checks_share_of_invoke"] = checks_ms / invoke_ms
+    return row
+
+
+@pytest.mark.parametrize(("checks_ms", "shown"), [(0.2, "0.20 (8.0% of invoke p50) |"),
+                                                    (0.5, "0.50 (20.0% of invoke p50) **over budget** |"),
+                                                    (None, "| - | benign 5 |")])
+def test_end_to_end_row_shows_the_input_checks_share_and_flags_it_over_budget(checks_ms, shown):
+    """The scanner's own benchmark is where the checks' budget (a tenth of the invoke) is read on the Pi."""
+    header, _, row = e2e_table([_e2e_row(checks_ms, 2.5)])
+    assert "input checks p50 ms" in header and shown in row
+    assert row.count("|") == header.count("|")
 
 
 def test_plot_is_optional_without_matplotlib(monkeypatch, tmp_path):
