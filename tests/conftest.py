@@ -3,6 +3,7 @@ folder of real images, and small int8 / float32 models converted from random wei
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from pathlib import Path
@@ -20,6 +21,25 @@ def _find_isic() -> Path | None:
         if (c / "metadata.csv").is_file():
             return c
     return None
+
+
+@contextlib.contextmanager
+def eager_tf():
+    """Run tf.functions (Keras's training step, QAT's and robust-tune's steps) eagerly inside the block. Tracing a
+    training step costs about 20 s per image size on 2 cores, far more than the few steps a test trains; the
+    numbers are the same up to float rounding. tf.data's input pipeline is traced either way, and
+    test_train.py::test_refuses_to_overwrite_a_run_and_resumes_it trains in graph mode, as real runs do."""
+    import warnings
+
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Even though the `tf.config.experimental_run_functions_eagerly`")
+            yield
+    finally:
+        tf.config.run_functions_eagerly(False)
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from conftest import make_tiny_isic
+from conftest import eager_tf, make_tiny_isic
 
 from quantize import budgets
 from quantize.cli import main
@@ -23,9 +23,19 @@ def _run(args):
 @pytest.fixture(scope="module")
 def trained(tiny_isic, tmp_path_factory):
     out = tmp_path_factory.mktemp("qmodels")
-    assert main(["train", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(out), "--epochs", "1",
-                 "--steps-per-epoch", "1", "--batch-size", "8", "--image-size", "64", "--seed", "1", "-q"]) == 0
+    with eager_tf():
+        assert main(["train", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(out), "--epochs",
+                     "1", "--steps-per-epoch", "1", "--batch-size", "8", "--image-size", "64", "--seed", "1",
+                     "-q"]) == 0
     return out
+
+
+def _copy_all_but_int8(models, dst):
+    """The trained model, its record and the float32 file a first `convert` wrote: a recipe run on them reuses the
+    float32 model (its build does not depend on the recipe) and builds only the int8 one."""
+    for f in models.iterdir():
+        if f.is_file() and "int8" not in f.name:
+            shutil.copy2(f, dst / f.name)
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +121,7 @@ def test_uint8_per_tensor_default_recipe_rebuilds_only_the_int8_model(converted,
     from edge_sca.interpreter import TFLiteModel
     from quantize.convert import check_integer_xnnpack
 
-    for f in converted["models"].iterdir():
-        if f.is_file() and "int8" not in f.name:
-            shutil.copy2(f, tmp_path / f.name)
+    _copy_all_but_int8(converted["models"], tmp_path)
     float_mtime = (tmp_path / "cancernet_sca_b_float32.tflite").stat().st_mtime_ns
     rc, _, _ = _run(["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path),
                      "--reports-dir", str(tmp_path / "r"), "--io", "uint8", "--per-tensor", "-q"])
@@ -137,20 +145,19 @@ TINY_QAT = {"name": "tiny_qat", "method": "qat", "seed": 1, "bias_correction": "
                     "threshold_focus_logits": 1.0}}
 
 
-def test_qat_recipe_fine_tunes_converts_and_reuses_its_model(trained, tiny_isic, tmp_path, io_names):
+def test_qat_recipe_fine_tunes_converts_and_reuses_its_model(converted, tiny_isic, tmp_path, io_names):
     """Quantisation-aware fine-tuning end to end (2 steps): the fine-tuned model and its record are written beside
     the trained one, the int8 model is the same kind (fully integer, input_1 / probs), a re-run reuses it all."""
     from edge_sca.interpreter import TFLiteModel
     from quantize.convert import check_integer_xnnpack
 
-    for f in trained.iterdir():
-        if f.is_file() and f.name.startswith("cancernet_sca_b.") :
-            shutil.copy2(f, tmp_path / f.name)
+    _copy_all_but_int8(converted["models"], tmp_path)
     recipe = tmp_path / "tiny_qat.json"
     recipe.write_text(json.dumps(TINY_QAT))
     args = ["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path), "--reports-dir",
             str(tmp_path / "r"), "--recipe", str(recipe), "--json", "-q"]
-    rc, out, err = _run(args)
+    with eager_tf():
+        rc, out, err = _run(args)
     assert rc in (0, 1), err
     record = json.loads((tmp_path / "cancernet_sca_b_tiny_qat.json").read_text())
     assert record["steps"] == 2 and record["data"]["counts"] == {"benign": 3, "malignant": 3}
@@ -243,18 +250,18 @@ def test_unknown_variant_is_refused(tiny_isic, tmp_path):
     assert rc == 2 and "int4" in err
 
 
-def test_default_recipe_uses_mse_ranges_and_per_layer_bias_correction(trained, tiny_isic, tmp_path):
+def test_default_recipe_uses_mse_ranges_and_per_layer_bias_correction(converted, tiny_isic, tmp_path):
     """`make quantize`'s default end to end: MSE activation ranges, per-layer bias correction on the int8 file,
     recorded in the manifest and the drift report, and still fully integer and fully delegated."""
     from edge_sca.interpreter import TFLiteModel
     from quantize.convert import check_integer_xnnpack
     from quantize.recipe import DEFAULT_RECIPE
 
-    for f in trained.iterdir():
-        if f.is_file() and f.name.startswith("cancernet_sca_b."):
-            shutil.copy2(f, tmp_path / f.name)
+    _copy_all_but_int8(converted["models"], tmp_path)
+    float_mtime = (tmp_path / "cancernet_sca_b_float32.tflite").stat().st_mtime_ns
     rc, out, err = _run(["convert", "--model", "b", "--isic-dir", str(tiny_isic), "--models-dir", str(tmp_path),
                          "--reports-dir", str(tmp_path / "r"), "--json", "-q"])
+    assert (tmp_path / "cancernet_sca_b_float32.tflite").stat().st_mtime_ns == float_mtime  # no recipe touches it
     assert rc in (0, 1), err
     path = tmp_path / "cancernet_sca_b_int8.tflite"
     check_integer_xnnpack(path.read_bytes())

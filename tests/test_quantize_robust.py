@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import eager_tf
 
 from edge_sca.errors import ModelError
 from edge_sca.fileio import sha256_file
@@ -29,7 +30,8 @@ def test_writes_a_candidate_with_its_record_and_a_resumable_checkpoint(tiny_isic
     monkeypatch.setattr(qat, "twin_ranges", lambda model, pixels, ranges, seed: fake_quant.activation_ranges(
         model, pixels))
     out = tmp_path / "robust"
-    record = robust_tune("b", random_models["keras"], tiny_isic, out, TINY, threads=2)
+    with eager_tf():
+        record = robust_tune("b", random_models["keras"], tiny_isic, out, TINY, threads=2)
     assert json.loads((out / "cancernet_sca_b.json").read_text()) == json.loads(json.dumps(record, default=float))
     assert record["init_from"]["sha256"] == sha256_file(random_models["keras"])
     assert record["data"]["images"] == 6 and record["epochs_completed"] == 1 and len(record["history"]) == 1

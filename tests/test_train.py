@@ -5,6 +5,7 @@ import os
 
 import keras
 import pytest
+from conftest import eager_tf
 
 from quantize.cli import main
 
@@ -16,7 +17,8 @@ def trained(tiny_isic, tmp_path_factory):
             "--steps-per-epoch", "2", "--batch-size", "8", "--image-size", "64", "--seed", "3", "-q",
             "--augment", "strong", "--source-balance", "0.5", "--ema", "0.9", "--snapshot-every", "1",
             "--colour-constancy", "shades_of_gray"]
-    assert main(args) == 0
+    with eager_tf():
+        assert main(args) == 0
     return out, args
 
 
@@ -77,9 +79,10 @@ def test_resume_without_a_run_says_so(tiny_isic, tmp_path):
 def test_init_from_starts_a_second_stage_and_keeps_the_lineage(trained, tmp_path):
     out, _ = trained
     first = json.loads((out / "cancernet_sca_b.json").read_text())
-    assert main(["train", "--model", "b", "--isic-dir", first["data"]["isic_dir"], "--models-dir", str(tmp_path),
-                 "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8",
-                 "--init-from", str(out / "cancernet_sca_b.keras"), "-q"]) == 0
+    with eager_tf():
+        assert main(["train", "--model", "b", "--isic-dir", first["data"]["isic_dir"], "--models-dir",
+                     str(tmp_path), "--epochs", "1", "--steps-per-epoch", "1", "--batch-size", "8",
+                     "--init-from", str(out / "cancernet_sca_b.keras"), "-q"]) == 0
     record = json.loads((tmp_path / "cancernet_sca_b.json").read_text())
     lineage = record["init_from"]
     assert lineage["record"]["epochs_completed"] == first["epochs_completed"]
