@@ -13,7 +13,7 @@ numpy or OpenCV call costs about as much as its work, so the code makes few call
 - one matrix product gives every sum and sum of products of the 28x28 pixels' L, a, b and S over the frame and
   every sum over each region (the region masks ride along as constant channels); the values are 8-bit integers, so
   these sums are exact and spreads and correlations come from them without cancellation;
-- the luminance quantiles are read off its cumulative histogram, the chroma off a table;
+- the luminance quantiles are read off its cumulative histogram;
 - the structure tensor's anisotropy is one 2-channel blur of (gx + i gy)^2, and its trace's blurred 8x8 block means
   one fixed linear map;
 - what follows is plain Python arithmetic on a few dozen floats.
@@ -82,8 +82,6 @@ _MASKS, _XY = _regions()
 _COUNTS: list[float] = _MASKS.reshape(_N, -1).sum(axis=0).astype(float).tolist()
 #: OpenCV's 8-bit Lab puts neutral a and b at 128.
 _NEUTRAL = 128.0
-#: The chroma |(a - 128, b - 128)| of every 8-bit (a, b), indexed by a + 256 b (see `_ab_codes`).
-_CHROMA = np.hypot(*np.meshgrid(np.arange(256) - _NEUTRAL, np.arange(256) - _NEUTRAL)).ravel()
 _FOREIGN_LOW, _FOREIGN_HIGH = np.array([36, 61, 0], np.uint8), np.array([139, 255, 255], np.uint8)
 #: Ranks of the 2%, 50% and 98% luminance quantiles among the 784 pixels.
 _QUANTILES = [int(0.02 * _N), _N // 2, int(0.98 * _N)]
@@ -123,12 +121,6 @@ def _pixel_values(lab: np.ndarray, hsv: np.ndarray) -> tuple[np.ndarray, np.ndar
     them without cancellation."""
     lab_s = cv2.merge([lab, hsv[:, :, 1]])
     return lab_s, cv2.merge([lab_s, _MASKS]).reshape(_N, -1).astype(np.float64)
-
-
-def _ab_codes(lab: np.ndarray) -> np.ndarray:
-    """Each pixel's a and b bytes of a contiguous 8-bit Lab image read as one little-endian 16-bit number a + 256 b:
-    a view (no arithmetic), so that one table look-up gives a function of both (the chroma)."""
-    return np.ndarray((lab.size // 3,), dtype="<u2", buffer=lab, offset=1, strides=(3,))
 
 
 def _mean_sd(n: float, total: float, squares: float) -> tuple[float, float]:
@@ -196,10 +188,12 @@ def _orientation(gradient: np.ndarray) -> list[float]:
     return [anisotropy / (49.0 * energy_sum + 1e-3), evenness]
 
 
-def _hue(band: np.ndarray, lab: np.ndarray, v: np.ndarray, products: list[list[float]]) -> list[float]:
+def _hue(band: np.ndarray, v: np.ndarray, products: list[list[float]]) -> list[float]:
     """How much of a and b the luminance alone explains (per 16-level band of L: a grayscale picture through a
     colour ramp is explained entirely), how concentrated the Lab hue is, its mean direction, and the mean chroma.
-    A band's residual sum of squares is its sum of squares less (its sum)^2 / its count: no per-pixel residuals."""
+    A band's residual sum of squares is its sum of squares less (its sum)^2 / its count: no per-pixel residuals.
+    The chroma is computed, not looked up: a table of every (a, b) is 512 KB, and after an invoke has evicted it
+    each of the 784 look-ups is a cache miss (on a Raspberry Pi, whose L2 is 1 MB, one from memory)."""
     count = np.maximum(np.bincount(band, minlength=16), 1)  # an empty band's sums are 0
     sa, sb = np.bincount(band, v[:, _A], 16), np.bincount(band, v[:, _B], 16)
     s = [row[_REGION + _ALL] for row in products]
@@ -207,7 +201,7 @@ def _hue(band: np.ndarray, lab: np.ndarray, v: np.ndarray, products: list[list[f
     residual = squares - float((sa * sa + sb * sb) @ (1.0 / count))
     total = squares - (s[_A] * s[_A] + s[_B] * s[_B]) / _N
     unexplained = math.log((max(residual, 0.0) + 1.0) / (max(total, 0.0) + 1.0))
-    chroma = float(_CHROMA[_ab_codes(lab)].sum()) + 1e-3
+    chroma = float(np.hypot(v[:, _A] - _NEUTRAL, v[:, _B] - _NEUTRAL).sum()) + 1e-3
     sum_a, sum_b = s[_A] - _NEUTRAL * _N, s[_B] - _NEUTRAL * _N
     resultant = math.hypot(sum_a, sum_b)
     return [unexplained, resultant / chroma, sum_a / (resultant + 1e-6), sum_b / (resultant + 1e-6), chroma / _N]
@@ -244,5 +238,5 @@ def frame_features(pixels: np.ndarray) -> np.ndarray:
     colour = _colour(products, hsv)
     L_mean, L_std = colour[0], colour[3]
     return np.array(colour + _layout(products, lab_s, L_mean) + _texture(t56, L8.reshape(_SIDE, _SIDE), L_std)
-                    + _hue(np.right_shift(L8, 4), lab, v, products) + _radial(v, L8, products, L_mean, L_std),
+                    + _hue(np.right_shift(L8, 4), v, products) + _radial(v, L8, products, L_mean, L_std),
                     dtype=np.float64)

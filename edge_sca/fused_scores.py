@@ -6,9 +6,10 @@ form of the standardised row z is one: the mixture's log-density of component k,
 normaliser, expands to z A_k z' + z l_k' + c_k; each quadratic regression is z Q z' + z w' + b. Their matrices,
 their linear weights and the networks' first layers are column blocks of a single matrix, so one product gives
 z A_k, z Q, every linear term and every first layer; one more gives the quadratic forms. The networks' later layers
-are block-diagonal: one product per layer for all of them. What follows on a handful of floats (the log-sum-exp of
-the mixture's components, the ensemble's weighted mean) is plain Python. The separate models in
-edge_sca.input_checks stay the definition; tests check that this gives the same scores.
+are stacked: one batched product per layer for all of them (a block-diagonal matrix gives the same in one plain
+product, but it is mostly zeros: 300 KB that an invoke evicts from the caches). What follows on a handful of
+floats (the log-sum-exp of the mixture's components, the ensemble's weighted mean) is plain Python. The separate
+models in edge_sca.input_checks stay the definition; tests check that this gives the same scores.
 """
 
 from __future__ import annotations
@@ -22,15 +23,6 @@ if TYPE_CHECKING:
     from edge_sca.input_checks import GaussianMixture, Logistic, Member, Mlp
 
 
-def _block_diagonal(blocks: list[np.ndarray]) -> np.ndarray:
-    out = np.zeros((sum(b.shape[0] for b in blocks), sum(b.shape[1] for b in blocks)))
-    r = c = 0
-    for b in blocks:
-        out[r:r + b.shape[0], c:c + b.shape[1]] = b
-        r, c = r + b.shape[0], c + b.shape[1]
-    return out
-
-
 class FusedScores:
     """Mixture negative log-likelihood, the ensemble's mean normalised score and the no-lesion logit, fused."""
 
@@ -39,8 +31,8 @@ class FusedScores:
 
         quads: list[Logistic] = [m.model for m in members if isinstance(m.model, Logistic)] + [lesion]
         nets: list[Mlp] = [m.model for m in members if isinstance(m.model, Mlp)]
-        if len({len(n.layers) for n in nets}) > 1 or any(len(n.layers) < 2 for n in nets):
-            raise ValueError("the ensemble's networks must all have the same depth, with a hidden layer")
+        if len({tuple(w.shape for w, _ in n.layers) for n in nets}) > 1 or any(len(n.layers) < 2 for n in nets):
+            raise ValueError("the ensemble's networks must all have the same layer sizes, with a hidden layer")
         order = [m for m in members if isinstance(m.model, Logistic)] + [m for m in members if isinstance(m.model, Mlp)]
         self.k, self.d = mixture.means.shape
         self.forms = self.k + len(quads)  # quadratic forms: the mixture's components, then the regressions
@@ -52,28 +44,32 @@ class FusedScores:
         self.constant_terms = np.concatenate([mixture.log_norm - 0.5 * (mixture.shift ** 2).sum(axis=1),
                                               [q.bias for q in quads]])
         self.net_bias = np.concatenate([n.layers[0][1] for n in nets]) if nets else np.zeros(0)
-        later: list[tuple[np.ndarray, np.ndarray]] = []
+        self.nets = len(nets)
+        later: list[tuple[np.ndarray, np.ndarray]] = []  # hidden layers: (nets x inputs x outputs, biases)
         for i in range(1, len(nets[0].layers) if nets else 1):
             weights, biases = [n.layers[i][0] for n in nets], [n.layers[i][1] for n in nets]
-            later.append((_block_diagonal(weights), np.concatenate(biases)))
+            later.append((np.stack(weights), np.concatenate(biases)))
         # the ensemble's mean of (raw - at) / spread as weights on the raw scores and one constant; the networks'
         # last layer folded into those weights (it is linear)
         spread = np.array([m.spread for m in order]) * len(order)
         weight = 1.0 / spread
         self.constant = -float(np.sum(np.array([m.at for m in order]) / spread))
         self.quad_weight = np.append(weight[:len(quads) - 1], 0.0)  # the lesion's logit is not a member
-        if later:
+        if later:  # the last layer (one output per network) as one weight vector over all their inputs
             w, b = later.pop()
             net_weight = weight[len(quads) - 1:]
-            later.append((w @ net_weight, np.asarray(b @ net_weight)))
+            later.append((np.concatenate([w[i, :, 0] * net_weight[i] for i in range(len(nets))]),
+                          np.asarray(b @ net_weight)))
         self.later = later
         self._quad_weight = self.quad_weight.tolist()
 
     def _networks(self, first_layer: np.ndarray) -> np.ndarray:
         """The networks' summed, weighted outputs from their first layers' products (rows or one row)."""
         a = np.maximum(first_layer + self.net_bias, 0.0)
+        rows = a.shape[:-1]  # () for one row
         for w, b in self.later[:-1]:
-            a = np.maximum(a @ w + b, 0.0)
+            each = np.matmul(a.reshape(*rows, self.nets, 1, w.shape[1]), w)  # every network's own layer
+            a = np.maximum(each.reshape(*rows, -1) + b, 0.0)
         w, b = self.later[-1]
         return a @ w + b
 
