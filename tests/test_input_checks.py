@@ -148,6 +148,15 @@ def test_the_file_records_how_it_was_made(checks):
     assert default_path().name == "input_checks.json"
 
 
+def _narrower_second_network(d: dict) -> None:
+    """Drop the last hidden unit of the ensemble's second network (its two layers stay consistent)."""
+    nets = [m for m in d["dermoscopy"]["not_dermoscopy"]["members"] if m["kind"] == "mlp"]
+    first, second = nets[1]["layers"][0], nets[1]["layers"][1]
+    first["weights"] = [row[:-1] for row in first["weights"]]
+    first["bias"] = first["bias"][:-1]
+    second["weights"] = second["weights"][:-1]
+
+
 @pytest.mark.parametrize("edit, match", [
     (lambda d: d.update(preprocess_version=PREPROCESS_VERSION + 1), "fitted for preprocessing"),
     (lambda d: d.update(features=d["features"][:-1]), "other frame statistics"),
@@ -156,6 +165,7 @@ def test_the_file_records_how_it_was_made(checks):
     (lambda d: d["dermoscopy"].pop("lesion"), "malformed input checks"),
     (lambda d: d["dermoscopy"]["not_dermoscopy"]["members"][0].update(kind="forest"), "malformed input checks"),
     (lambda d: d["dermoscopy"]["not_dermoscopy"].update(members=[]), "malformed input checks"),
+    (_narrower_second_network, "same layer sizes"),  # the fused scores stack the networks' layers
 ])
 def test_stale_or_broken_files_are_refused(checks, tmp_path, edit, match):
     data = json.loads(checks.path.read_text())
