@@ -59,6 +59,33 @@ def thread_counts(spec: str, cores: int) -> list[int]:
     return sorted(out, reverse=True)
 
 
+#: What `--e2e-threads` calls the scanner's shipped setting: `[model] threads = 0`, the runtime's choice (XNNPACK
+#: then runs one thread). The input checks' budget is a share of the invoke at this setting.
+SCANNER_DEFAULT = "default"
+
+
+def e2e_thread_settings(spec: str, cores: int) -> list[int | None]:
+    """'default,all' -> the end-to-end runs' interpreter threads in the order given, None for the scanner's default
+    (the runtime's choice), without repeats."""
+    out: list[int | None] = []
+    for part in (p.strip().lower() for p in spec.split(",")):
+        if not part:
+            continue
+        if part == SCANNER_DEFAULT:
+            value: int | None = None
+        elif part == "all":
+            value = cores
+        elif part.isdigit() and int(part) > 0:
+            value = min(int(part), cores)
+        else:
+            raise EdgeScaError(f"--e2e-threads {spec!r}: use 'default', positive numbers and 'all', e.g. default,all")
+        if value not in out:
+            out.append(value)
+    if not out:
+        raise EdgeScaError("--e2e-threads is empty; use e.g. default,all")
+    return out
+
+
 def parse_macs(items: list[str] | None) -> dict[str, int]:
     """--macs b=216397056 (repeatable): MACs per frame by architecture, for models whose files do not say."""
     table: dict[str, int] = {}
@@ -89,7 +116,7 @@ def measure_models(paths: list[Path], args: argparse.Namespace, cfg: dict, threa
 
 
 def run_e2e_all(models: list[dict], args: argparse.Namespace, cfg: dict, cores: int, notes: list[str]) -> list[dict]:
-    """The runtime path for every int8 model that measured cleanly."""
+    """The runtime path for every int8 model that measured cleanly, at each of the --e2e-threads settings."""
     if args.no_e2e:
         return []
     try:
@@ -105,11 +132,12 @@ def run_e2e_all(models: list[dict], args: argparse.Namespace, cfg: dict, cores: 
     for m in models:
         if "error" in m or m["input_dtype"] not in ("int8", "uint8"):
             continue
-        try:
-            out.append(run_e2e(m, spec, cfg["e2e_frames"], cores, args.split))
-        except EdgeScaError as exc:
-            out.append({"model": m["name"], "error": str(exc)})
-            log.error("end-to-end %s: %s", m["name"], exc)
+        for threads in e2e_thread_settings(args.e2e_threads, cores):
+            try:
+                out.append(run_e2e(m, spec, cfg["e2e_frames"], threads, args.split))
+            except EdgeScaError as exc:
+                out.append({"model": m["name"], "threads": threads or SCANNER_DEFAULT, "error": str(exc)})
+                log.error("end-to-end %s: %s", m["name"], exc)
     return out
 
 
@@ -155,6 +183,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.isic_dir = resolve_isic_dir(args.isic_dir)
     machine = machine_info(clock_override=args.clock_ghz)
     threads = thread_counts(args.threads, machine["cores"])
+    e2e_thread_settings(args.e2e_threads, machine["cores"])  # a bad value fails now, not after the measurements
     notes = _load_notes(machine)
     models = measure_models(paths, args, cfg, threads, machine)
     figures = {"int8_speedup": ratios.int8_speedup(models), "versus_baseline": ratios.versus_baseline(models),
@@ -206,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="use at most N images for accuracy (default all; quick 20)")
     p.add_argument("--camera", help="camera for the end-to-end run (default replay:ISIC_DIR, else synthetic)")
     p.add_argument("--e2e-frames", type=int, help="end-to-end frames per int8 model after warm-up (default 100)")
+    p.add_argument("--e2e-threads", default="default,all",
+                   help="interpreter threads of the end-to-end runs: 'default' (the scanner's shipped setting, the "
+                        "runtime's choice; the input checks' budget is judged there), numbers, 'all' "
+                        "(default: default,all)")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end run")
     p.add_argument("--macs", action="append", metavar="NAME=N",
                    help="MACs per frame for an architecture whose manifest has no 'macs' (default: the training record "

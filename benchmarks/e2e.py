@@ -25,17 +25,19 @@ def _open(spec: str, split: str):
     return open_camera(spec, loop=True) if kind == "replay" else open_camera(spec)
 
 
-def run_e2e(model: dict, camera_spec: str, frames: int, threads: int, split: str = "test") -> dict:
-    """`frames` decisions through Runtime.process (plus its warm-up frames); latency by stage and the overhead."""
+def run_e2e(model: dict, camera_spec: str, frames: int, threads: int | None, split: str = "test") -> dict:
+    """`frames` decisions through Runtime.process (plus its warm-up frames); latency by stage and the overhead.
+    `threads` None: the scanner's shipped setting (the runtime's choice), reported as "default"."""
     runtime = Runtime(model["path"], threads=threads)
-    log.info("end-to-end: %s on %s, %d frames, %d threads", model["name"], camera_spec, frames, threads)
+    label = "default" if threads is None else threads
+    log.info("end-to-end: %s on %s, %d frames, threads %s", model["name"], camera_spec, frames, label)
     try:
         with _open(camera_spec, split) as camera:
             report = run_loop(runtime, camera, frames=frames + runtime.latency.warmup)
     finally:
         runtime.close()
     lat = report["latency"]
-    out = {"model": model["name"], "camera": camera_spec, "threads": threads, "frames": report["frames"],
+    out = {"model": model["name"], "camera": camera_spec, "threads": label, "frames": report["frames"],
            "decisions": report["decisions"], "retake_reasons": report["retake_reasons"], "latency": lat,
            "selftest": report.get("selftest"), "stopped_by": report.get("stopped_by"),
            "total_samples_ms": [round(x, 4) for x in runtime.latency.samples["total_ms"]]}

@@ -67,7 +67,7 @@ def e2e_table(e2e: list[dict]) -> list[str]:
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for e in e2e:
         if "error" in e:
-            rows.append(f"| {e['model']} | error: {e['error']} |" + " |" * 13)
+            rows.append(f"| {e['model']} | error: {e['error']} | {e.get('threads', '')} |" + " |" * 12)
             continue
         lat, st = e["latency"], e["latency"].get("stages", {})
         dec = ", ".join(f"{k} {v}" for k, v in sorted(e["decisions"].items()))
@@ -122,7 +122,8 @@ def markdown(result: dict) -> str:
                 "decision; overhead = (total - invoke) / total, capture included. Input checks = the learned "
                 "checks inside the quality gate (frame statistics and their three scores), median, and its share "
                 "of the invoke's median in the same run (budget: "
-                f"{_pct(INPUT_CHECKS_MAX_SHARE_OF_INVOKE)}).", ""]
+                f"{_pct(INPUT_CHECKS_MAX_SHARE_OF_INVOKE)}, judged at threads 'default': the scanner's shipped "
+                "setting, the runtime's choice).", ""]
     if result.get("accuracy"):
         out += ["## Accuracy and int8 drift", ""] + accuracy_table(result["accuracy"]) + [""]
     out += [f"- {n}" for n in result.get("notes", [])]
@@ -140,7 +141,7 @@ def plot(result: dict, path: Path) -> str | None:
         return "matplotlib is not installed: no latency plot (pip install matplotlib to get one)"
     series = [(f"{m['name']}\n{t} thr", s["samples_ms"]) for m in result["models"]
               for t, s in m.get("latency", {}).items()]
-    series += [(f"{e['model']}\nend-to-end", e["total_samples_ms"]) for e in result.get("e2e", [])
+    series += [(f"{e['model']}\nend-to-end {e['threads']} thr", e["total_samples_ms"]) for e in result.get("e2e", [])
                if e.get("total_samples_ms")]
     if not series:
         return "no latency samples to plot"

@@ -349,8 +349,9 @@ def _replay(root: Path, isic: Path, n: int, cpu: Cpu) -> dict:
 
 def _bench(root: Path, cpu: Cpu, out_dir: Path) -> dict:
     guest_out = f"{WORK}/bench"
-    run_guest(root, [VENV_PYTHON, "benchmarks/device_bench.py", "--quick", "--threads", "1", "--no-plot",
-                     "--models-dir", "models", "--out-dir", guest_out], cpu, cwd=RELEASE, env={"PYTHONPATH": RELEASE})
+    run_guest(root, [VENV_PYTHON, "benchmarks/device_bench.py", "--quick", "--threads", "1", "--e2e-threads", "default",
+                     "--no-plot", "--models-dir", "models", "--out-dir", guest_out], cpu, cwd=RELEASE,
+              env={"PYTHONPATH": RELEASE})
     src = root / guest_out.lstrip("/")
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("bench.json", "bench.md"):

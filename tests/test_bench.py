@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.device_bench import parse_macs, thread_counts
+from benchmarks.device_bench import e2e_thread_settings, parse_macs, thread_counts
 from benchmarks.discover import identify
 from benchmarks.machine import clock_ghz, cpu_model, peak_macs_per_s, vector_unit
 from benchmarks.ratios import int8_speedup, versus_baseline
@@ -113,6 +113,16 @@ def test_thread_counts_and_macs_table():
     assert parse_macs(["b=1e6", "c=2"]) == {"b": 1_000_000, "c": 2} and parse_macs(None) == {}
     with pytest.raises(EdgeScaError, match="NAME=COUNT"):
         parse_macs(["b"])
+
+
+def test_end_to_end_thread_settings():
+    """The scanner's shipped setting (None: the runtime's choice) first by default; repeats and bad values handled."""
+    assert e2e_thread_settings("default,all", 4) == [None, 4]
+    assert e2e_thread_settings("all,2,default,4", 4) == [4, 2, None]
+    assert e2e_thread_settings("8", 2) == [2]
+    for bad in ("0", "two", " , "):
+        with pytest.raises(EdgeScaError, match="--e2e-threads"):
+            e2e_thread_settings(bad, 4)
 
 
 def test_model_file_names_round_trip():
@@ -244,7 +254,9 @@ def test_quick_run_on_random_models(random_models, tiny_isic, tmp_path):
     assert [x["input_dtype"] for x in res["models"]] == ["float32", "int8"]
     assert all(v > 0 for v in res["ratios"]["int8_speedup"]["b"].values())
     assert res["ratios"]["versus_baseline"] == {}  # no ResNet-50 in this folder
-    (e2e,) = res["e2e"]
+    # by default at the scanner's shipped thread setting (the runtime's choice) and on all cores
+    assert [e["threads"] for e in res["e2e"]] == ["default", m["cores"]]
+    e2e = res["e2e"][0]
     assert e2e["model"] == "cancernet_sca_b_int8" and e2e["camera"].startswith("replay:")
     assert sum(e2e["decisions"].values()) == e2e["frames"] >= 3
     assert e2e["latency"]["measured"] >= 1, e2e  # the replayed images are camera-like and pass the quality gate
