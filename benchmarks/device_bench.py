@@ -134,10 +134,11 @@ def run_e2e_all(models: list[dict], args: argparse.Namespace, cfg: dict, cores: 
             continue
         for threads in e2e_thread_settings(args.e2e_threads, cores):
             try:
-                out.append(run_e2e(m, spec, cfg["e2e_frames"], threads, args.split))
+                row = run_e2e(m, spec, cfg["e2e_frames"], threads, args.split)
             except EdgeScaError as exc:
-                out.append({"model": m["name"], "threads": threads or SCANNER_DEFAULT, "error": str(exc)})
+                row = {"model": m["name"], "error": str(exc)}
                 log.error("end-to-end %s: %s", m["name"], exc)
+            out.append(row | {"threads": threads or SCANNER_DEFAULT})
     return out
 
 

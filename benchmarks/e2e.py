@@ -27,17 +27,17 @@ def _open(spec: str, split: str):
 
 def run_e2e(model: dict, camera_spec: str, frames: int, threads: int | None, split: str = "test") -> dict:
     """`frames` decisions through Runtime.process (plus its warm-up frames); latency by stage and the overhead.
-    `threads` None: the scanner's shipped setting (the runtime's choice), reported as "default"."""
+    `threads` None: the scanner's shipped setting (the runtime's choice)."""
     runtime = Runtime(model["path"], threads=threads)
-    label = "default" if threads is None else threads
-    log.info("end-to-end: %s on %s, %d frames, threads %s", model["name"], camera_spec, frames, label)
+    log.info("end-to-end: %s on %s, %d frames, threads %s", model["name"], camera_spec, frames,
+             "the runtime's choice" if threads is None else threads)
     try:
         with _open(camera_spec, split) as camera:
             report = run_loop(runtime, camera, frames=frames + runtime.latency.warmup)
     finally:
         runtime.close()
     lat = report["latency"]
-    out = {"model": model["name"], "camera": camera_spec, "threads": label, "frames": report["frames"],
+    out = {"model": model["name"], "camera": camera_spec, "threads": threads, "frames": report["frames"],
            "decisions": report["decisions"], "retake_reasons": report["retake_reasons"], "latency": lat,
            "selftest": report.get("selftest"), "stopped_by": report.get("stopped_by"),
            "total_samples_ms": [round(x, 4) for x in runtime.latency.samples["total_ms"]]}
