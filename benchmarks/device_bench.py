@@ -41,49 +41,44 @@ FULL = {"runs": 200, "warmup": 20, "max_seconds": 20.0, "min_runs": 20, "e2e_fra
 QUICK = {"runs": 30, "warmup": 3, "max_seconds": 1.0, "min_runs": 5, "e2e_frames": 10, "limit": 20}
 
 
-def thread_counts(spec: str, cores: int) -> list[int]:
-    """'1,2,all' -> distinct counts within the usable cores, largest first (memory is measured with the first)."""
-    out = set()
-    for part in spec.split(","):
-        part = part.strip().lower()
-        if not part:
-            continue
-        if part == "all":
-            out.add(cores)
-        elif part.isdigit() and int(part) > 0:
-            out.add(min(int(part), cores))
-        else:
-            raise EdgeScaError(f"--threads {spec!r}: use positive numbers and 'all', e.g. 1,2,all")
-    if not out:
-        raise EdgeScaError("--threads is empty; use e.g. 1,2,all")
-    return sorted(out, reverse=True)
-
-
 #: What `--e2e-threads` calls the scanner's shipped setting: `[model] threads = 0`, the runtime's choice (XNNPACK
 #: then runs one thread). The input checks' budget is a share of the invoke at this setting.
 SCANNER_DEFAULT = "default"
 
 
-def e2e_thread_settings(spec: str, cores: int) -> list[int | None]:
-    """'default,all' -> the end-to-end runs' interpreter threads in the order given, None for the scanner's default
-    (the runtime's choice), without repeats."""
+def _thread_settings(spec: str, cores: int, flag: str, example: str, default_ok: bool) -> list[int | None]:
+    """Distinct settings of a comma list in the order given: positive numbers (capped at the usable cores), 'all',
+    and, where `default_ok`, SCANNER_DEFAULT as None."""
     out: list[int | None] = []
     for part in (p.strip().lower() for p in spec.split(",")):
         if not part:
             continue
-        if part == SCANNER_DEFAULT:
+        if default_ok and part == SCANNER_DEFAULT:
             value: int | None = None
         elif part == "all":
             value = cores
         elif part.isdigit() and int(part) > 0:
             value = min(int(part), cores)
         else:
-            raise EdgeScaError(f"--e2e-threads {spec!r}: use 'default', positive numbers and 'all', e.g. default,all")
+            allowed = f"{SCANNER_DEFAULT!r}, positive numbers" if default_ok else "positive numbers"
+            raise EdgeScaError(f"{flag} {spec!r}: use {allowed} and 'all', e.g. {example}")
         if value not in out:
             out.append(value)
     if not out:
-        raise EdgeScaError("--e2e-threads is empty; use e.g. default,all")
+        raise EdgeScaError(f"{flag} is empty; use e.g. {example}")
     return out
+
+
+def thread_counts(spec: str, cores: int) -> list[int]:
+    """'1,2,all' -> distinct counts within the usable cores, largest first (memory is measured with the first)."""
+    counts = _thread_settings(spec, cores, "--threads", "1,2,all", default_ok=False)
+    return sorted((c for c in counts if c is not None), reverse=True)
+
+
+def e2e_thread_settings(spec: str, cores: int) -> list[int | None]:
+    """'default,all' -> the end-to-end runs' interpreter threads in the order given, None for the scanner's default
+    (the runtime's choice), without repeats."""
+    return _thread_settings(spec, cores, "--e2e-threads", "default,all", default_ok=True)
 
 
 def parse_macs(items: list[str] | None) -> dict[str, int]:
