@@ -24,6 +24,7 @@ tests/frame_features_golden.json). See docs/input-checks.md for the cost against
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -39,10 +40,16 @@ FEATURE_NAMES: tuple[str, ...] = (
     "ring0_L", "ring1_L", "ring2_L", "ring3_L", "vignette_asymmetry", "dark_offset", "dark_spread",
     "dark_tail", "light_tail",
 )
-#: Index of the mean HSV saturation (0-255): the grayscale check reads it.
+#: The statistics of the first stage (`first_stage`): colour, layout and rings, in FEATURE_NAMES order. The input
+#: checks' screen and the drift monitor read only these, so most frames never pay for the second stage.
+SCREEN_FEATURES: tuple[str, ...] = FEATURE_NAMES[:17] + FEATURE_NAMES[29:34]
+_N_COLOUR_LAYOUT = 17
+#: Index of the mean HSV saturation (0-255) in either tuple: the grayscale check reads it.
 SATURATION = FEATURE_NAMES.index("S_mean")
-#: Indices of the colour statistics the drift monitor follows.
+#: Indices (in either tuple) of the colour statistics the drift monitor follows.
 COLOUR = tuple(FEATURE_NAMES.index(n) for n in ("L_mean", "a_mean", "b_mean"))
+#: Where each SCREEN_FEATURES value sits in FEATURE_NAMES.
+SCREEN_COLUMNS = tuple(FEATURE_NAMES.index(n) for n in SCREEN_FEATURES)
 
 _SIDE = 28
 _N = _SIDE * _SIDE
@@ -207,16 +214,21 @@ def _hue(band: np.ndarray, v: np.ndarray, products: list[list[float]]) -> list[f
     return [unexplained, resultant / chroma, sum_a / (resultant + 1e-6), sum_b / (resultant + 1e-6), chroma / _N]
 
 
-def _radial(v: np.ndarray, L8: np.ndarray, products: list[list[float]], L_mean: float, L_std: float) -> list[float]:
-    """The luminance profile from centre to corners, how unevenly the outer quadrants are lit (a dermoscope's
-    vignette is round), where the darker-than-median pixels sit and how spread they are (a lesion: central, compact),
-    and the dark and light tails of the luminance, all relative to its spread. The quantiles are order statistics
-    of the 8-bit L, read off its cumulative histogram (no sort)."""
+def _rings(products: list[list[float]], L_mean: float, L_std: float) -> list[float]:
+    """The luminance profile from centre to corners and how unevenly the outer quadrants are lit (a dermoscope's
+    vignette is round), relative to the luminance's spread: sums the one matrix product already holds."""
     spread = L_std + 1.0
     rings = [(_region_mean(products, _L, i) - L_mean) / spread for i in range(_RING0, _RING0 + 4)]
     quadrants = [_region_mean(products, _L, i) for i in range(_QUADRANT0, _QUADRANT0 + 4)]
     q_mean = sum(quadrants) / 4
-    vignette = math.sqrt(sum((q - q_mean) ** 2 for q in quadrants) / 4) / spread
+    return rings + [math.sqrt(sum((q - q_mean) ** 2 for q in quadrants) / 4) / spread]
+
+
+def _dark(v: np.ndarray, L8: np.ndarray, L_std: float) -> list[float]:
+    """Where the darker-than-median pixels sit and how spread they are (a lesion: central, compact), and the dark
+    and light tails of the luminance, relative to its spread. The quantiles are order statistics of the 8-bit L,
+    read off its cumulative histogram (no sort)."""
+    spread = L_std + 1.0
     low, median, high = np.searchsorted(np.bincount(L8, minlength=256).cumsum(), _QUANTILES, side="right").tolist()
     w = np.maximum(median - v[:, _L], 0.0)
     w_sum, wx, wy, wr2 = ((w * w) @ _XY).tolist()
@@ -224,19 +236,44 @@ def _radial(v: np.ndarray, L8: np.ndarray, products: list[list[float]], L_mean: 
     cx, cy = wx / total, wy / total
     # sum w ((x - cx)^2 + (y - cy)^2) = sum w r^2 - 2 |c|^2 total + |c|^2 (total - 1e-3)
     dark_spread = math.sqrt(max(wr2 - (cx * cx + cy * cy) * (total + 1e-3), 0.0) / total)
-    return rings + [vignette, math.hypot(cx, cy), dark_spread, (median - low) / spread, (high - median) / spread]
+    return [math.hypot(cx, cy), dark_spread, (median - low) / spread, (high - median) / spread]
 
 
-def frame_features(pixels: np.ndarray) -> np.ndarray:
-    """The FEATURE_NAMES values of one 224x224 RGB uint8 image, as float64."""
+@dataclass
+class FirstStage:
+    """What the first stage computed: the SCREEN_FEATURES values (`screen`), and what the second stage reuses."""
+
+    screen: np.ndarray
+    t56: np.ndarray
+    L8: np.ndarray
+    v: np.ndarray
+    products: list[list[float]]
+
+
+def first_stage(pixels: np.ndarray) -> FirstStage:
+    """The SCREEN_FEATURES of one 224x224 RGB uint8 image: everything the thumbnails' one matrix product and a
+    masked spread give (colour, layout, rings), about half the cost of all the statistics."""
     t56, t28 = thumbnails(pixels)
     lab = cv2.cvtColor(t28, cv2.COLOR_RGB2Lab)
     hsv = cv2.cvtColor(t28, cv2.COLOR_RGB2HSV)
     lab_s, v = _pixel_values(lab, hsv)
     products = (v[:, :_REGION].T @ v).tolist()  # [value][value]: sums of products; [value][_REGION + region]: sums
-    L8 = lab[:, :, 0].ravel()  # a contiguous copy
     colour = _colour(products, hsv)
     L_mean, L_std = colour[0], colour[3]
-    return np.array(colour + _layout(products, lab_s, L_mean) + _texture(t56, L8.reshape(_SIDE, _SIDE), L_std)
-                    + _hue(np.right_shift(L8, 4), v, products) + _radial(v, L8, products, L_mean, L_std),
+    screen = colour + _layout(products, lab_s, L_mean) + _rings(products, L_mean, L_std)
+    return FirstStage(np.array(screen, dtype=np.float64), t56, lab[:, :, 0].ravel(), v, products)
+
+
+def complete(first: FirstStage) -> np.ndarray:
+    """All FEATURE_NAMES values, from the first stage and the second (texture, hue, dark pixels)."""
+    s = first.screen.tolist()
+    L_std, L8 = s[3], first.L8
+    texture = _texture(first.t56, L8.reshape(_SIDE, _SIDE), L_std)
+    hue = _hue(np.right_shift(L8, 4), first.v, first.products)
+    return np.array(s[:_N_COLOUR_LAYOUT] + texture + hue + s[_N_COLOUR_LAYOUT:] + _dark(first.v, L8, L_std),
                     dtype=np.float64)
+
+
+def frame_features(pixels: np.ndarray) -> np.ndarray:
+    """The FEATURE_NAMES values of one 224x224 RGB uint8 image, as float64."""
+    return complete(first_stage(pixels))

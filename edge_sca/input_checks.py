@@ -10,6 +10,9 @@
   A frame past either threshold is not judged. A third score, `dermoscopy.lesion`, is a quadratic logistic
   regression fitted against lesion-free skin (ISIC training images' corners): past its threshold the frame is skin
   with no lesion in view;
+- `screen`: the first stage of the two above, the same three kinds of score fitted on the cheaper half of the
+  statistics (edge_sca.frame_stats.SCREEN_FEATURES), with the limits under which it clears a frame by itself; any
+  frame it does not clear gets all the statistics and the full check (`InputChecks.judge`);
 - `reference`: the training split's statistics for the input drift monitor (edge_sca.input_drift), and per model
   sha256, the distribution of p(malignant) on the validation split.
 The file records the preprocessing version it was fitted under; another version is refused.
@@ -25,10 +28,10 @@ import numpy as np
 
 from edge_sca.contract import INPUT_CHECKS_FILE, PREPROCESS_VERSION
 from edge_sca.errors import ModelError
-from edge_sca.frame_stats import FEATURE_NAMES
+from edge_sca.frame_stats import FEATURE_NAMES, SCREEN_COLUMNS, SCREEN_FEATURES, FirstStage, complete
 from edge_sca.fused_scores import FusedScores
 
-FORMAT = 3
+FORMAT = 4
 FIT_HINT = "run `python -m quantize input-checks fit` on the workstation (or re-flash the bundle)"
 
 
@@ -230,6 +233,42 @@ def split_logistic(w: np.ndarray, d: int, quadratic: bool) -> tuple[np.ndarray, 
 
 
 @dataclass
+class Screen:
+    """The first stage: the same three kinds of score, fitted on the SCREEN_FEATURES alone. It never refuses: a frame
+    whose scores are all at or below `clears_below` (quantiles of the fit's dermoscopy) is cleared without the
+    second stage; any other goes on to the full check, which decides. So the screen can only let through what it
+    finds more typical of dermoscopy than `quantile` of the dermoscopy it was fitted on."""
+
+    check: DermoscopyCheck
+    clears_below: np.ndarray
+    quantile: float
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Screen:
+        if tuple(d["features"]) != SCREEN_FEATURES:
+            raise ValueError("screen.features")
+        return cls(DermoscopyCheck.from_dict(d["check"]), np.asarray(d["clears_below"], np.float64),
+                   float(d["quantile"]))
+
+    def clears(self, scores: np.ndarray) -> np.ndarray:
+        """Cleared by the first stage, for rows of its scores (N x 3) or one frame's (3)."""
+        return np.asarray((scores <= self.clears_below).all(axis=-1))
+
+
+@dataclass
+class LearnedVerdict:
+    """The learned checks' outcome for one frame: the screen's scores, whether it cleared the frame, and (only when
+    it did not) all the statistics and the full check's scores."""
+
+    screen_scores: np.ndarray
+    cleared: bool
+    features: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    refused: bool = False
+    no_lesion: bool = False
+
+
+@dataclass
 class InputChecks:
     """Everything the quality gate and the drift monitor need from models/input_checks.json."""
 
@@ -238,6 +277,25 @@ class InputChecks:
     min_sharpness: float
     min_saturation: float
     dermoscopy: DermoscopyCheck
+    screen: Screen
+
+    def judge(self, first: FirstStage) -> LearnedVerdict:
+        """One frame through both stages: the screen on the first stage's statistics; unless it clears the frame,
+        the second stage's statistics and the full check."""
+        screen_scores = self.screen.check.scores(first.screen)[0]
+        if self.screen.clears(screen_scores):
+            return LearnedVerdict(screen_scores, True)
+        features = complete(first)
+        scores = self.dermoscopy.scores(features)[0]
+        return LearnedVerdict(screen_scores, False, features, scores, bool(self.dermoscopy.refuses(scores)),
+                              bool(self.dermoscopy.lacks_lesion(scores)))
+
+    def judge_rows(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(refused, no lesion, cleared by the screen) for rows of all the statistics (N x d): `judge` for many
+        frames at once, as the fit and the evaluation use it."""
+        cleared = self.screen.clears(self.screen.check.scores(features[:, list(SCREEN_COLUMNS)]))
+        scores = self.dermoscopy.scores(features)
+        return (~cleared & self.dermoscopy.refuses(scores), ~cleared & self.dermoscopy.lacks_lesion(scores), cleared)
 
     @property
     def reference(self) -> dict:
@@ -266,6 +324,7 @@ def load_input_checks(path: str | Path | None = None, model_path: str | Path | N
         if tuple(data["features"]) != FEATURE_NAMES:
             raise ModelError(f"{path}: fitted on other frame statistics than this runtime computes; {FIT_HINT}")
         return InputChecks(path, data, float(data["focus"]["min_sharpness"]),
-                           float(data["grayscale"]["min_saturation"]), DermoscopyCheck.from_dict(data["dermoscopy"]))
+                           float(data["grayscale"]["min_saturation"]), DermoscopyCheck.from_dict(data["dermoscopy"]),
+                           Screen.from_dict(data["screen"]))
     except (KeyError, TypeError, ValueError, IndexError) as exc:
         raise ModelError(f"{path}: malformed input checks (missing or bad {exc}); {FIT_HINT}") from exc

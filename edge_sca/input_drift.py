@@ -1,9 +1,10 @@
 """Input drift: does what this scanner sees still look like the data the model was trained on?
 
 For every judged frame the monitor bins a few statistics into the training split's deciles (stored in
-models/input_checks.json): the frame's distance to the training images in frame-statistics space, its mean L, a
-and b (colour), its sharpness, and p(malignant) (reference: the validation split, per model). Each is compared with
-the reference by the population stability index (PSI, bias-corrected for the number of frames) after fitting the
+models/input_checks.json): the frame's distance to the training images in the space of the statistics every
+judged frame has (the input checks' first stage, edge_sca.frame_stats.SCREEN_FEATURES), its mean L, a and b
+(colour), its sharpness, and p(malignant) (reference: the validation split, per model). Each is compared with the
+reference by the population stability index (PSI, bias-corrected for the number of frames) after fitting the
 malignant share: melanomas are darker and less red than naevi, so a clinic that sees more of them shifts colour and
 p(malignant) without any change in the camera. The reference is kept per label, one share is fitted to all the
 statistics together, and only what no benign/malignant mix explains counts as drift. Past DRIFT_MIN_FRAMES frames,
@@ -16,7 +17,7 @@ import logging
 
 import numpy as np
 
-from edge_sca.frame_stats import COLOUR, FEATURE_NAMES
+from edge_sca.frame_stats import COLOUR, SCREEN_FEATURES
 from edge_sca.input_checks import InputChecks
 from edge_sca.policy import DRIFT_MIN_FRAMES, DRIFT_PSI_WARN, DRIFT_WARNING
 
@@ -89,15 +90,15 @@ class InputDriftMonitor:
         self.n = 0
         self.warned = False
 
-    def training_distance(self, features: np.ndarray) -> float:
-        """Mahalanobis distance of a frame's standardised statistics to the training split's Gaussian."""
-        y = (self.checks.dermoscopy.standardise(features) - self.train_mean) @ self.train_prec_chol
+    def training_distance(self, screen: np.ndarray) -> float:
+        """Mahalanobis distance of a frame's standardised first-stage statistics to the training split's Gaussian."""
+        y = (self.checks.screen.check.standardise(screen) - self.train_mean) @ self.train_prec_chol
         return float(np.sqrt(y @ y))
 
-    def update(self, features: np.ndarray, sharpness: float, p_malignant: float | None) -> dict:
-        """Add one judged frame; returns the short status the audit log records."""
-        values = {"training_distance": self.training_distance(features), "sharpness": sharpness}
-        values.update({FEATURE_NAMES[i]: float(features[i]) for i in COLOUR})
+    def update(self, screen: np.ndarray, sharpness: float, p_malignant: float | None) -> dict:
+        """Add one judged frame (`screen`: its SCREEN_FEATURES values); returns the status the audit log records."""
+        values = {"training_distance": self.training_distance(screen), "sharpness": sharpness}
+        values.update({SCREEN_FEATURES[i]: float(screen[i]) for i in COLOUR})
         if p_malignant is not None and "p_malignant" in self.stats:
             values["p_malignant"] = p_malignant
         for name, value in values.items():

@@ -2,10 +2,12 @@
 
 Checks, in order: the frame's shape (aspect ratio beyond QUALITY_MAX_ASPECT_RATIO), too dark (mean luma),
 saturated (fraction of pixels clipped to white in every channel), grayscale (mean saturation), not a dermoscopy
-frame (edge_sca.input_checks on the frame statistics), no lesion in view (the same statistics look like plain skin),
-out of focus (the edge_sca.focus measure on the frame as captured), no lesion in view (contrast between the darkest
-blurred pixels in the centre and their median). Fixed limits are the scanner's settings ([quality] in its settings
-file: edge_sca.settings.QualitySettings); the calibrated thresholds are in models/input_checks.json.
+frame (edge_sca.input_checks on the frame statistics: a first stage clears typical dermoscopy on the cheaper half
+of them, every other frame gets all of them and the full check), no lesion in view (the same statistics look like
+plain skin), out of focus (the edge_sca.focus measure on the frame as captured), no lesion in view (contrast
+between the darkest blurred pixels in the centre and their median). Fixed limits are the scanner's settings
+([quality] in its settings file: edge_sca.settings.QualitySettings); the calibrated thresholds are in
+models/input_checks.json.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import cv2
 import numpy as np
 
 from edge_sca.focus import sharpness
-from edge_sca.frame_stats import SATURATION, frame_features
+from edge_sca.frame_stats import SATURATION, first_stage
 from edge_sca.input_checks import InputChecks
 from edge_sca.settings import QualitySettings
 
@@ -41,16 +43,17 @@ class Retake(StrEnum):
 class QualityResult:
     """`ok`, or the code and message of the first failed check, with the measures the decision was made on.
 
-    `features` are the frame statistics (edge_sca.frame_stats), kept for the drift monitor; None when the gate
-    stopped before computing them. `input_checks_ms` is what the learned checks took (frame statistics and the
-    three scores): the runtime reports it beside the invoke, whose tenth is its budget; None when they did not run.
+    `screen` holds the first stage's statistics (edge_sca.frame_stats.SCREEN_FEATURES), kept for the drift monitor;
+    None when the gate stopped before computing them. `input_checks_ms` is what the learned checks took (the
+    statistics and scores of one stage or both): the runtime reports it beside the invoke, whose tenth is its
+    budget; None when they did not run.
     """
 
     ok: bool
     code: Retake | None
     reason: str | None
     measures: dict = field(default_factory=dict)
-    features: np.ndarray | None = None
+    screen: np.ndarray | None = None
     input_checks_ms: float | None = None
 
 
@@ -109,15 +112,19 @@ def check_quality(frame: np.ndarray, pixels: np.ndarray, checks: InputChecks,
         return QualityResult(False, Retake.SATURATED, f"saturated ({m['saturated_fraction']:.0%} of pixels "
                              "clipped): lower the illumination or exposure", m)
     t0 = time.perf_counter()
-    features = frame_features(pixels)
+    first = first_stage(pixels)
+    features = first.screen
     m["saturation"] = float(features[SATURATION])
     if m["saturation"] < checks.min_saturation:
         return QualityResult(False, Retake.GRAYSCALE, f"grayscale or nearly (saturation {m['saturation']:.1f} < "
                              f"{checks.min_saturation:.1f}): the model needs the colour camera's frame", m, features)
-    scores = checks.dermoscopy.scores(features)[0]
-    refused, no_lesion = checks.dermoscopy.refuses(scores), checks.dermoscopy.lacks_lesion(scores)
+    verdict = checks.judge(first)
+    refused, no_lesion = verdict.refused, verdict.no_lesion
     took = (time.perf_counter() - t0) * 1e3
-    m["dermoscopy_scores"] = [float(s) for s in scores]
+    m["screen_scores"] = [float(s) for s in verdict.screen_scores]
+    m["screen_cleared"] = verdict.cleared
+    if verdict.scores is not None:
+        m["dermoscopy_scores"] = [float(s) for s in verdict.scores]
     if refused:
         return QualityResult(False, Retake.NOT_DERMOSCOPY, "not a dermoscopy frame (its colour, layout and "
                              "texture are unlike every dermoscopy image the check was fitted on): place the "

@@ -146,8 +146,8 @@ class Runtime:
         d = Decision(p, verdict, quality.reason, timings, self.sha256, frame_sha, frame.label, frame.source_id,
                      probs, self.threshold, quality.measures,
                      reason_code=quality.code.value if quality.code is not None else None)
-        if quality.ok and quality.features is not None:
-            d.input_drift = self.input_drift.update(quality.features, quality.measures["sharpness"], p)
+        if quality.ok and quality.screen is not None:
+            d.input_drift = self.input_drift.update(quality.screen, quality.measures["sharpness"], p)
         if p is not None and self.drift is not None and self.drift.due():
             t5 = time.perf_counter()
             d.shadow_p_malignant = self.drift.shadow_p(pixels, p)

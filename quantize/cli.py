@@ -430,7 +430,9 @@ def _add_input_checks(sub: argparse._SubParsersAction) -> None:
                     description="Focus threshold from ISIC test images blurred at capture size (curve in "
                     "reports/input_checks/focus.png), grayscale threshold, the not-dermoscopy check (fitted on "
                     "ISIC train + half of isic_extra against generated frames), the no-lesion check (the same "
-                    "against corner tiles of ISIC train images), and the drift reference (ISIC train, and "
+                    "against corner tiles of ISIC train images), the first stage that clears typical dermoscopy "
+                    "on 22 of the statistics (the same fits on those columns), and the drift reference (ISIC "
+                    "train, and "
                     "p(malignant) on val for each int8 model in --models-dir). A few minutes on 2 cores.")
     s.add_argument("--out", default=str(default_out), help=f"the file to write (default {default_out})")
     s.add_argument("--components", type=positive_int, default=6, help="Gaussian mixture components (default 6)")

@@ -24,7 +24,7 @@ import numpy as np
 
 from edge_sca.errors import ImageError
 from edge_sca.fileio import replace_between_markers
-from edge_sca.frame_stats import frame_features
+from edge_sca.frame_stats import first_stage
 from edge_sca.input_checks import InputChecks
 from edge_sca.isic import IsicFolder, Record, load_isic_folder
 from edge_sca.policy import INPUT_CHECKS_MAX_SHARE_OF_INVOKE
@@ -42,22 +42,24 @@ EVAL_SEED = 2
 
 
 def judge(frames: Iterable[np.ndarray], checks: InputChecks, label: str, total: int) -> dict:
-    """Whole-gate outcome counts, and the learned checks' own refusals over frames as captured: the not-dermoscopy
-    check alone, and the not-dermoscopy or the no-lesion score (`learned_checks`)."""
+    """Whole-gate outcome counts, and the learned checks' own refusals over frames as captured (both stages, as the
+    gate runs them, even where the gate stopped earlier): the not-dermoscopy check alone, and the not-dermoscopy
+    or the no-lesion score (`learned_checks`); and the share the first stage did not clear (`second_stage`)."""
     reasons: Counter = Counter()
-    not_derm = learned = n = 0
+    not_derm = learned = second = n = 0
     progress = Progress(total, f"input checks on {label}", log)
     for frame in frames:
         pixels = preprocess(frame)
         q = check_quality(frame, pixels, checks)
         reasons[q.code.value if q.code else "passed"] += 1
-        features = q.features if q.features is not None else frame_features(pixels)
-        scores = checks.dermoscopy.scores(features)[0]
-        not_derm += bool(checks.dermoscopy.refuses(scores))
-        learned += bool(checks.dermoscopy.refuses_any(scores))
+        verdict = checks.judge(first_stage(pixels))
+        not_derm += verdict.refused
+        learned += verdict.refused or verdict.no_lesion
+        second += not verdict.cleared
         n += 1
         progress.update()
     return {"n": n, "retake": 1.0 - reasons["passed"] / max(n, 1), "not_dermoscopy_check": not_derm / max(n, 1),
+            "second_stage": second / max(n, 1),
             "learned_checks": learned / max(n, 1), "reasons": dict(sorted(reasons.items()))}
 
 
@@ -111,7 +113,7 @@ def negative_rows(checks: InputChecks, n: int, skin_from: list[Record]) -> list[
 def pooled(rows: list[dict]) -> dict:
     n = sum(r["n"] for r in rows)
     return {"n": n} | {key: sum(r[key] * r["n"] for r in rows) / max(n, 1)
-                       for key in ("retake", "not_dermoscopy_check", "learned_checks")}
+                       for key in ("retake", "not_dermoscopy_check", "learned_checks", "second_stage")}
 
 
 #: Interpreter thread settings the check is timed against: the scanner's default (`[model] threads = 0`: the
@@ -120,10 +122,8 @@ TIMED_THREADS: dict[str, int | None] = {"default": None, "1": 1, "2": 2}
 
 
 def _check(checks: InputChecks, pixels: np.ndarray) -> None:
-    """The learned checks as the gate runs them: frame statistics, the three scores, both decisions."""
-    scores = checks.dermoscopy.scores(frame_features(pixels))[0]
-    checks.dermoscopy.refuses(scores)
-    checks.dermoscopy.lacks_lesion(scores)
+    """The learned checks as the gate runs them: the first stage, and the second where the first does not clear."""
+    checks.judge(first_stage(pixels))
 
 
 def _back_to_back(checks: InputChecks, pixels: list[np.ndarray], models: dict) -> dict[str, list[float]]:
@@ -176,8 +176,10 @@ def _stats(check: list[float], invoke: list[float], threads: int | None) -> dict
     timed microseconds apart, so a slow spell of a shared machine moves both and not their ratio."""
     c, i = float(np.median(check)) * 1e6, float(np.median(invoke)) * 1e6
     return {"threads": threads, "check_median_us": c, "check_p90_us": float(np.percentile(check, 90)) * 1e6,
-            "median_us": i, "p90_us": float(np.percentile(invoke, 90)) * 1e6,
-            "ratio": float(np.median(np.asarray(check) / np.asarray(invoke))), "ratio_of_medians": c / i}
+            "check_mean_us": float(np.mean(check)) * 1e6, "median_us": i,
+            "p90_us": float(np.percentile(invoke, 90)) * 1e6,
+            "ratio": float(np.median(np.asarray(check) / np.asarray(invoke))), "ratio_of_medians": c / i,
+            "ratio_of_means": float(np.mean(check) / np.mean(invoke))}
 
 
 def time_check(checks: InputChecks, frames: list[np.ndarray], model_path: Path) -> dict:
@@ -224,43 +226,47 @@ def evaluate(checks: InputChecks, isic_dir: Path, extra_dir: Path | None, model_
 
 def dermoscopy_table(r: dict) -> str:
     lines = [("| source | images | refused by the learned checks (not dermoscopy or no lesion) | of which not "
-              "dermoscopy | refused by the whole gate | gate's reasons |"),
-             "|---|---:|---:|---:|---:|---|"]
+              "dermoscopy | refused by the whole gate | gate's reasons | not cleared by the first stage |"),
+             "|---|---:|---:|---:|---:|---|---:|"]
     for row in r["dermoscopy"]:
         reasons = ", ".join(f"{k} {v}" for k, v in row["reasons"].items() if k != "passed") or "-"
         lines.append(f"| {row['source']} | {row['n']} | {row['learned_checks']:.2%} | "
-                     f"{row['not_dermoscopy_check']:.2%} | {row['retake']:.2%} | {reasons} |")
+                     f"{row['not_dermoscopy_check']:.2%} | {row['retake']:.2%} | {reasons} | "
+                     f"{row['second_stage']:.1%} |")
     return "\n".join(lines)
 
 
 def negatives_table(r: dict) -> str:
     lines = [("| kind | fitted on | frames | RETAKE (whole gate) | learned checks alone | not-dermoscopy check alone "
-              "| reasons |"),
-             "|---|---|---:|---:|---:|---:|---|"]
+              "| not cleared by the first stage | reasons |"),
+             "|---|---|---:|---:|---:|---:|---:|---|"]
     for row in r["not_dermoscopy"]:
         reasons = ", ".join(f"{k} {v}" for k, v in row["reasons"].items())
         lines.append(f"| {row['kind']} | {'yes' if row['fitted'] else 'held out'} | {row['n']} | {row['retake']:.1%} "
-                     f"| {row['learned_checks']:.1%} | {row['not_dermoscopy_check']:.1%} | {reasons} |")
+                     f"| {row['learned_checks']:.1%} | {row['not_dermoscopy_check']:.1%} | {row['second_stage']:.1%} "
+                     f"| {reasons} |")
     for row in r["not_dermoscopy"]:
         for name, sub in row.get("per_image", {}).items():
             lines.append(f"| {row['kind']}: {name} (separate crops) | held out | {sub['n']} | {sub['retake']:.1%} | "
-                         f"{sub['learned_checks']:.1%} | {sub['not_dermoscopy_check']:.1%} | |")
+                         f"{sub['learned_checks']:.1%} | {sub['not_dermoscopy_check']:.1%} | "
+                         f"{sub['second_stage']:.1%} | |")
     for name, p in r["pooled"].items():
         lines.append(f"| **{name.replace('_', ' ')}** | | {p['n']} | **{p['retake']:.1%}** | "
-                     f"{p['learned_checks']:.1%} | {p['not_dermoscopy_check']:.1%} | |")
+                     f"{p['learned_checks']:.1%} | {p['not_dermoscopy_check']:.1%} | {p['second_stage']:.1%} | |")
     return "\n".join(lines)
 
 
 def cost_table(r: dict) -> str:
     t = r["timing"]
     lines = [cost_paragraph(t), "",
-             ("| measured | interpreter threads | check median | check p90 | invoke median | invoke p90 | "
-              "check / invoke |"), "|---|---|---:|---:|---:|---:|---:|"]
+             ("| measured | interpreter threads | check median | check p90 | check mean | invoke median | invoke p90 | "
+              "check / invoke (median) | mean check / mean invoke |"), "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for order, label in (("invoke", "back to back"), ("runtime_order", "in the runtime's order")):
         for inv in t[order].values():
             threads = "default (the runtime's choice)" if inv["threads"] is None else str(inv["threads"])
             lines.append(f"| {label} | {threads} | {inv['check_median_us']:.0f} us | {inv['check_p90_us']:.0f} us | "
-                         f"{inv['median_us']:.0f} us | {inv['p90_us']:.0f} us | **{inv['ratio']:.1%}** |")
+                         f"{inv['check_mean_us']:.0f} us | {inv['median_us']:.0f} us | {inv['p90_us']:.0f} us | "
+                         f"**{inv['ratio']:.1%}** | {inv['ratio_of_means']:.1%} |")
     return "\n".join(lines)
 
 
@@ -301,8 +307,9 @@ def markdown(r: dict) -> str:
 
 def cost_paragraph(t: dict) -> str:
     return (f"On {t['frames']} ISIC test images in one process ({t['backend']}, load average "
-            f"{t['load_average'][0]:.1f} on {t['cpu_count']} CPUs): the learned checks (frame statistics, then the "
-            f"three scores) against {t['model']}'s invoke (budget {t['budget_ratio']:.0%}), at the scanner's default "
+            f"{t['load_average'][0]:.1f} on {t['cpu_count']} CPUs): the learned checks (the first stage's "
+            "statistics and scores, and for the frames it does not clear, the rest of the statistics and the full "
+            f"check) against {t['model']}'s invoke (budget {t['budget_ratio']:.0%}), at the scanner's default "
             "thread setting, one and two threads. Back to back: the check, then the invokes, on the same 224x224 "
             "input, so that each finds warm caches. In the runtime's order: preprocess the frame as captured, check "
             "it, invoke, frame after frame, so that each step finds the caches full of the one before. Check / "

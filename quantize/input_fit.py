@@ -26,7 +26,7 @@ import numpy as np
 from edge_sca.contract import PREPROCESS_VERSION
 from edge_sca.errors import DataError, ImageError
 from edge_sca.focus import sharpness
-from edge_sca.frame_stats import FEATURE_NAMES, SATURATION, frame_features
+from edge_sca.frame_stats import FEATURE_NAMES, SATURATION, SCREEN_COLUMNS, SCREEN_FEATURES, frame_features
 from edge_sca.input_checks import (
     FORMAT,
     MIXTURE,
@@ -46,6 +46,7 @@ from edge_sca.policy import (
     FOCUS_MIN_BLUR_REFUSED,
     GRAYSCALE_FRACTION,
     GRAYSCALE_QUANTILE,
+    SCREEN_CLEARS_QUANTILE,
 )
 from edge_sca.preprocess import load_preprocessed, preprocess, read_image
 from edge_sca.progress import Progress
@@ -210,6 +211,21 @@ def fit_dermoscopy(pos: np.ndarray, sources: list[str], neg: dict[str, np.ndarra
     return check
 
 
+def fit_screen(pos: np.ndarray, sources: list[str], neg: dict[str, np.ndarray], skin: np.ndarray,
+               opts: FitOptions, details: np.ndarray | None = None) -> dict:
+    """The first stage (edge_sca.input_checks.Screen): the same fit on the SCREEN_FEATURES columns alone, and the
+    limits under which it clears a frame by itself: per score, its SCREEN_CLEARS_QUANTILE over the fit's dermoscopy."""
+    cols = list(SCREEN_COLUMNS)
+    check = fit_dermoscopy(pos[:, cols], sources, {k: v[:, cols] for k, v in neg.items()}, skin[:, cols], opts,
+                           None if details is None else details[:, cols])
+    scores = DermoscopyCheck.from_dict(check).scores(pos[:, cols])
+    limits = np.quantile(scores, SCREEN_CLEARS_QUANTILE, axis=0)
+    cleared = (scores <= limits).all(axis=1)
+    log.info("screen: clears %.1f%% of the fit's dermoscopy by itself", 100 * cleared.mean())
+    return {"features": list(SCREEN_FEATURES), "check": check, "quantile": SCREEN_CLEARS_QUANTILE,
+            "clears_below": limits.tolist(), "fit_dermoscopy_cleared": float(cleared.mean())}
+
+
 def histogram_reference(values: np.ndarray, labels: np.ndarray) -> dict:
     """Decile edges of the reference values and, per label, the fraction of them in each bin."""
     edges = np.unique(np.quantile(values, np.linspace(0, 1, DRIFT_BINS + 1)[1:-1]))
@@ -223,11 +239,11 @@ def histogram_reference(values: np.ndarray, labels: np.ndarray) -> dict:
             "std": float(values.std()), "malignant_share": float((labels == 1).mean())}
 
 
-def drift_reference(train_feats: np.ndarray, train_records: list[Record], check: dict, sample: int) -> dict:
+def drift_reference(train_feats: np.ndarray, train_records: list[Record], screen: dict, sample: int) -> dict:
     """The training split's statistics for edge_sca.input_drift, per label (sharpness on a sample: it needs the
-    frames as stored)."""
+    frames as stored). The training distance is in the first stage's statistics: every judged frame has them."""
     labels = np.array([r.label for r in train_records])
-    z = DermoscopyCheck.from_dict(check).standardise(train_feats)
+    z = DermoscopyCheck.from_dict(screen["check"]).standardise(train_feats[:, list(SCREEN_COLUMNS)])
     mean = z.mean(0)
     cov = np.cov(z.T) + 1e-3 * np.eye(z.shape[1])
     prec_chol = np.linalg.inv(np.linalg.cholesky(cov)).T
@@ -310,8 +326,10 @@ def fit(opts: FitOptions, out: Path) -> dict:
         pos, pos_sources = np.vstack([train_feats, extra_feats]), pos_sources + extra_sources
     neg = negative_features(negatives.FIT_KINDS, opts.negatives_per_kind, FIT_SEED)
     details = negative_features(list(negatives.FIT_AUGMENTATIONS), opts.negatives_per_kind, FIT_SEED)
-    check = fit_dermoscopy(pos, pos_sources, neg, skin_features(train_records, opts.skin_tiles), opts,
-                           np.vstack(list(details.values())))
+    skin = skin_features(train_records, opts.skin_tiles)
+    close_ups = np.vstack(list(details.values()))
+    check = fit_dermoscopy(pos, pos_sources, neg, skin, opts, close_ups)
+    screen = fit_screen(pos, pos_sources, neg, skin, opts, close_ups)
     low = float(np.quantile(train_feats[:, SATURATION], GRAYSCALE_QUANTILE))
     data = {
         "format": FORMAT, "created": now_iso(), "git_commit": git_commit(), "tool_versions": tool_versions(),
@@ -323,7 +341,8 @@ def fit(opts: FitOptions, out: Path) -> dict:
         "grayscale": {"min_saturation": low * GRAYSCALE_FRACTION, "isic_train_quantile": low,
                       "quantile": GRAYSCALE_QUANTILE, "fraction": GRAYSCALE_FRACTION},
         "dermoscopy": check,
-        "reference": drift_reference(train_feats, train_records, check, opts.reference_sample)
+        "screen": screen,
+        "reference": drift_reference(train_feats, train_records, screen, opts.reference_sample)
         | {"p_malignant": p_references(folder, opts.models_dir)},
     }
     write_json(out, data)

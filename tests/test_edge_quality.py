@@ -34,7 +34,7 @@ def test_real_dermoscopy_passes(real_frames, checks):
 
 def test_synthetic_scene_passes(checks):
     r = _check(synthetic_scene(0), checks)
-    assert r.ok and r.code is None and r.features is not None
+    assert r.ok and r.code is None and r.screen is not None
 
 
 @pytest.mark.parametrize("degrade, code", [

@@ -13,7 +13,7 @@ import pytest
 
 from edge_sca.contract import PREPROCESS_VERSION
 from edge_sca.errors import ModelError
-from edge_sca.frame_stats import FEATURE_NAMES, frame_features
+from edge_sca.frame_stats import FEATURE_NAMES, SCREEN_COLUMNS, first_stage, frame_features
 from edge_sca.input_checks import Ensemble, Mlp, default_path, load_input_checks
 from edge_sca.isic import load_isic_folder
 from edge_sca.preprocess import preprocess, read_image
@@ -166,6 +166,9 @@ def _narrower_second_network(d: dict) -> None:
     (lambda d: d["dermoscopy"]["not_dermoscopy"]["members"][0].update(kind="forest"), "malformed input checks"),
     (lambda d: d["dermoscopy"]["not_dermoscopy"].update(members=[]), "malformed input checks"),
     (_narrower_second_network, "same layer sizes"),  # the fused scores stack the networks' layers
+    (lambda d: d.pop("screen"), "malformed input checks"),
+    (lambda d: d["screen"].update(features=d["screen"]["features"][:-1]), "malformed input checks"),
+    (lambda d: d["screen"].pop("clears_below"), "malformed input checks"),
 ])
 def test_stale_or_broken_files_are_refused(checks, tmp_path, edit, match):
     data = json.loads(checks.path.read_text())
@@ -290,3 +293,41 @@ def test_docs_tables_are_the_evaluation_reports(tmp_path):
     docs.write_text("no markers here")
     with pytest.raises(ValueError, match="markers"):
         update_docs(REPO_ROOT / "reports" / "input_checks" / "evaluation.json", docs)
+
+
+@pytest.fixture(scope="module")
+def mixed_frames(lesions):
+    """Real ISIC frames and generated non-dermoscopy of several kinds, as the gate sees them (224x224)."""
+    generated = [f for kind in ("text", "shapes", "noise", "gradient") for f in negatives.generated(kind, 3, seed=11)]
+    return [preprocess(f) for f in lesions + generated]
+
+
+def test_first_stage_is_the_same_statistics(mixed_frames):
+    """The first stage's values are the full statistics' own (the screen was fitted on those columns)."""
+    for px in mixed_frames:
+        assert np.array_equal(first_stage(px).screen, frame_features(px)[list(SCREEN_COLUMNS)])
+
+
+def test_two_stages_decide_as_the_full_check_where_the_screen_does_not_clear(mixed_frames, checks):
+    """The screen never refuses: a frame it does not clear is decided by the full check alone, and one it clears
+    passes the learned checks. `judge` (one frame, as the gate) and `judge_rows` (the evaluation) agree."""
+    rows = np.array([frame_features(px) for px in mixed_frames])
+    refused, no_lesion, cleared = checks.judge_rows(rows)
+    full = checks.dermoscopy.scores(rows)
+    assert np.array_equal(refused, ~cleared & checks.dermoscopy.refuses(full))
+    assert np.array_equal(no_lesion, ~cleared & checks.dermoscopy.lacks_lesion(full))
+    for px, r, n, c in zip(mixed_frames, refused, no_lesion, cleared, strict=True):
+        v = checks.judge(first_stage(px))
+        assert (v.refused, v.no_lesion, v.cleared) == (r, n, c)
+        assert (v.features is None) == c  # the second stage only for frames the screen did not clear
+    assert cleared[:len(mixed_frames) - 12].any(), "no real ISIC frame was cleared by the first stage"
+    assert not cleared[-12:].any(), "a generated non-dermoscopy frame was cleared by the first stage"
+
+
+def test_screen_clears_below_its_fitted_quantile(checks):
+    """The limits are the fitted quantile of the dermoscopy scores: the fit's own dermoscopy is mostly cleared."""
+    screen = checks.data["screen"]
+    assert screen["quantile"] == checks.screen.quantile
+    assert 0.5 < screen["fit_dermoscopy_cleared"] <= screen["quantile"]
+    assert checks.screen.clears(checks.screen.clears_below) and not checks.screen.clears(
+        checks.screen.clears_below + np.array([0.0, 0.0, 1e-6]))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edge_sca.focus import sharpness
-from edge_sca.frame_stats import frame_features
+from edge_sca.frame_stats import first_stage
 from edge_sca.input_checks import load_input_checks
 from edge_sca.input_drift import InputDriftMonitor, _label_shift_psi, format_input_drift, psi
 from edge_sca.isic import load_isic_folder
@@ -28,7 +28,7 @@ def test_frames(isic_dir):
 def _feed(monitor: InputDriftMonitor, frames: list[np.ndarray]) -> dict:
     status = {}
     for f in frames:
-        status = monitor.update(frame_features(preprocess(f)), sharpness(f), None)
+        status = monitor.update(first_stage(preprocess(f)).screen, sharpness(f), None)
     return status
 
 
