@@ -293,17 +293,22 @@ class ReplayCamera(Camera):
     A corrupt or unreadable image is skipped and counted in `skipped['corrupt']`, one whose header says it is too
     large to decode in `skipped['too large']` (or raises ImageError with `strict`): it never becomes a frame, so it
     can never get a class. `dataset` keeps only the rows of that `dataset` column value (one image source).
+    `shuffle` (a seed) plays them in a random order: a folder is often sorted by source, and a clinic's scanner sees
+    its mix of sources interleaved, which is what the drift monitor expects.
     """
 
     name = "replay"
 
     def __init__(self, folder: str | Path, split: str = "all", strict: bool = False, loop: bool = False,
-                 dataset: str | None = None, **kw):
+                 dataset: str | None = None, shuffle: int | None = None, **kw):
         super().__init__(**kw)
         self.folder = Path(folder)
         self.name = f"replay:{self.folder}"
         self.strict, self.loop = strict, loop
         self.items = self._list(split, dataset)
+        if shuffle is not None:
+            order = np.random.default_rng(shuffle).permutation(len(self.items))
+            self.items = [self.items[i] for i in order]
         self.pos = 0
         if not self.items:
             raise CameraConfigError(f"{self.name}: no images ({', '.join(IMAGE_SUFFIXES)}) in the folder; "

@@ -127,9 +127,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         cam_kw: dict = {"retries": s.camera.retries, "backoff_s": s.camera.backoff_s,
                         "frozen_frames": s.camera.frozen_frames}
         if s.camera.source.startswith("replay:"):
-            cam_kw |= {"split": args.split, "dataset": args.dataset}
-        elif args.dataset:
-            raise EdgeScaError("--dataset filters a replay:DIR camera; drop it or replay an ISIC folder")
+            cam_kw |= {"split": args.split, "dataset": args.dataset, "shuffle": args.shuffle}
+        elif args.dataset or args.shuffle is not None:
+            raise EdgeScaError("--dataset and --shuffle apply to a replay:DIR camera; drop them or replay a folder")
         if not args.json:
             print(DISCLAIMER, flush=True)
         controller = _open_bridge(s.board.port) if s.board.port else None
@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with replay of an ISIC folder: which split")
     s.add_argument("--dataset", help="with replay of an ISIC folder: only rows of this `dataset` column value "
                    "(one image source, e.g. 'ISIC 2017 challenge')")
+    s.add_argument("--shuffle", type=int, metavar="SEED", help="with replay: play the images in a random order "
+                   "drawn with this seed (a folder is often sorted by source; a clinic sees its sources mixed)")
     s.add_argument("--shadow-float", help="float .tflite to run beside the model for drift (every Nth frame; "
                    "default: [model] shadow_float, none)")
     s.add_argument("--shadow-every", type=positive_int, help="N for --shadow-float (default: [model] shadow_every, 10)")

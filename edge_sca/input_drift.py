@@ -89,6 +89,8 @@ class InputDriftMonitor:
             self.stats["p_malignant"] = _Stat(p_ref)
         self.n = 0
         self.warned = False
+        self.frames_warned = 0  # judged frames whose status carried the warning
+        self.first_warning_at: int | None = None
 
     def training_distance(self, screen: np.ndarray) -> float:
         """Mahalanobis distance of a frame's standardised first-stage statistics to the training split's Gaussian."""
@@ -105,6 +107,9 @@ class InputDriftMonitor:
             self.stats[name].add(value)
         self.n += 1
         status = self.status()
+        if status["warning"]:
+            self.frames_warned += 1
+            self.first_warning_at = self.first_warning_at or self.n
         if status["warning"] and not self.warned:
             self.warned = True
             log.warning("input drift after %d frames (%s): %s", self.n, ", ".join(status["drifted"]),
@@ -132,7 +137,8 @@ class InputDriftMonitor:
 
     def summary(self) -> dict:
         """The report: per statistic the PSI left after fitting the malignant share, the observed and reference
-        means, and the verdict."""
+        means, and the verdict now; and how many judged frames carried the warning, from which one on (a warning
+        can come and go as frames accumulate)."""
         share, left = self._fit()
         stats = {k: {"psi": left.get(k, 0.0), "mean": st.total / st.counts.sum() if st.counts.sum() else None,
                      "reference_mean": st.ref_mean} for k, st in self.stats.items()}
@@ -141,6 +147,7 @@ class InputDriftMonitor:
                 "malignant_share_fitted": share if self.n else None, "reference_malignant_share": self.reference_share,
                 "stats": stats, "drifted": status["drifted"],
                 "warning": DRIFT_WARNING if status["warning"] else None,
+                "frames_warned": self.frames_warned, "first_warning_at": self.first_warning_at,
                 "p_reference": "p_malignant" in self.stats}
 
 

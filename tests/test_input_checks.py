@@ -331,3 +331,15 @@ def test_screen_clears_below_its_fitted_quantile(checks):
     assert 0.5 < screen["fit_dermoscopy_cleared"] <= screen["quantile"]
     assert checks.screen.clears(checks.screen.clears_below) and not checks.screen.clears(
         checks.screen.clears_below + np.array([0.0, 0.0, 1e-6]))
+
+
+def test_the_gate_records_which_stage_decided(lesions, checks):
+    """The gate's measures say whether the screen cleared the frame; the full check's scores only when it ran."""
+    gated = [check_quality(f, preprocess(f), checks) for f in lesions]
+    cleared = [q for q in gated if q.measures.get("screen_cleared")]
+    assert cleared, "no real ISIC frame was cleared by the first stage"
+    assert all("dermoscopy_scores" not in q.measures and q.input_checks_ms is not None for q in cleared)
+    text = next(iter(negatives.generated("text", 1, seed=3)))
+    q = check_quality(text, preprocess(text), checks)
+    assert q.code is Retake.NOT_DERMOSCOPY and q.measures["screen_cleared"] is False
+    assert len(q.measures["dermoscopy_scores"]) == 3 and len(q.measures["screen_scores"]) == 3

@@ -52,6 +52,7 @@ def test_real_test_images_raise_no_warning(checks, test_frames):
     monitor = InputDriftMonitor(checks, "0" * 64)
     status = _feed(monitor, test_frames)
     assert status["n"] == 60 >= DRIFT_MIN_FRAMES and not status["warning"], monitor.summary()
+    assert monitor.summary()["frames_warned"] == 0 and monitor.summary()["first_warning_at"] is None
 
 
 def test_another_colour_balance_raises_the_warning(checks, test_frames):
@@ -61,6 +62,7 @@ def test_another_colour_balance_raises_the_warning(checks, test_frames):
     assert status["warning"] and {"a_mean", "b_mean"} & set(status["drifted"]), monitor.summary()
     summary = monitor.summary()
     assert summary["warning"] == DRIFT_WARNING
+    assert summary["first_warning_at"] == DRIFT_MIN_FRAMES and 0 < summary["frames_warned"] <= 60 - DRIFT_MIN_FRAMES + 1
     assert "validate this scanner locally before trusting its decisions" in format_input_drift(summary)
 
 
@@ -68,3 +70,13 @@ def test_no_warning_before_enough_frames(checks, test_frames):
     monitor = InputDriftMonitor(checks, "0" * 64)
     cast = [np.clip(f * np.array([0.8, 1.0, 1.25]), 0, 255).astype(np.uint8) for f in test_frames[:10]]
     assert not _feed(monitor, cast)["warning"]
+
+
+def test_replay_can_shuffle_a_folder_sorted_by_source(isic_dir):
+    """--shuffle SEED plays the same images in a seeded random order (the test split is sorted by source)."""
+    from edge_sca.cameras import ReplayCamera
+
+    plain = ReplayCamera(isic_dir, "test").items
+    once, again = ReplayCamera(isic_dir, "test", shuffle=0).items, ReplayCamera(isic_dir, "test", shuffle=0).items
+    assert once == again and once != plain and sorted(once) == sorted(plain)
+    assert ReplayCamera(isic_dir, "test", shuffle=1).items != once
