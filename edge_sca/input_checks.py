@@ -242,6 +242,10 @@ class Screen:
     check: DermoscopyCheck
     clears_below: np.ndarray
     quantile: float
+    limits: list[float] = field(init=False, repr=False)  # clears_below as floats: one frame's test in plain Python
+
+    def __post_init__(self) -> None:
+        self.limits = self.clears_below.tolist()
 
     @classmethod
     def from_dict(cls, d: dict) -> Screen:
@@ -282,12 +286,13 @@ class InputChecks:
     def judge(self, first: FirstStage) -> LearnedVerdict:
         """One frame through both stages: the screen on the first stage's statistics; unless it clears the frame,
         the second stage's statistics and the full check."""
-        screen_scores = self.screen.check.scores(first.screen)[0]
-        if self.screen.clears(screen_scores):
-            return LearnedVerdict(screen_scores, True)
+        screen = self.screen.check
+        screen_scores = screen.fused.score_one(screen.standardise(first.screen))
+        if all(x <= limit for x, limit in zip(screen_scores, self.screen.limits, strict=True)):  # Screen.clears
+            return LearnedVerdict(np.array(screen_scores), True)
         features = complete(first)
         scores = self.dermoscopy.scores(features)[0]
-        return LearnedVerdict(screen_scores, False, features, scores, bool(self.dermoscopy.refuses(scores)),
+        return LearnedVerdict(np.array(screen_scores), False, features, scores, bool(self.dermoscopy.refuses(scores)),
                               bool(self.dermoscopy.lacks_lesion(scores)))
 
     def judge_rows(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
