@@ -120,8 +120,8 @@ def markdown(result: dict) -> str:
         out += e2e_table(result["e2e"])
         out += ["", "Times are means after the runtime's warm-up; around model = preprocess + quality gate + "
                 "decision; overhead = (total - invoke) / total, capture included. Input checks = the learned "
-                "checks inside the quality gate (frame statistics and their three scores), median, and its share "
-                "of the invoke's median in the same run (budget: "
+                "checks inside the quality gate (the first stage, and both stages where it does not clear), "
+                "median, and its share of the invoke's median in the same run (budget: "
                 f"{_pct(INPUT_CHECKS_MAX_SHARE_OF_INVOKE)}, judged at threads 'default': the scanner's shipped "
                 "setting, the runtime's choice).", ""]
     if result.get("accuracy"):
