@@ -28,7 +28,7 @@ import numpy as np
 
 from edge_sca.contract import INPUT_CHECKS_FILE, PREPROCESS_VERSION
 from edge_sca.errors import ModelError
-from edge_sca.frame_stats import FEATURE_NAMES, SCREEN_COLUMNS, SCREEN_FEATURES, FirstStage, complete
+from edge_sca.frame_stats import FEATURE_NAMES, SCREEN_FEATURES, FirstStage, complete
 from edge_sca.fused_scores import FusedScores
 
 FORMAT = 4
@@ -294,13 +294,6 @@ class InputChecks:
         scores = self.dermoscopy.scores(features)[0]
         return LearnedVerdict(np.array(screen_scores), False, features, scores, bool(self.dermoscopy.refuses(scores)),
                               bool(self.dermoscopy.lacks_lesion(scores)))
-
-    def judge_rows(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(refused, no lesion, cleared by the screen) for rows of all the statistics (N x d): `judge` for many
-        frames at once, as the fit and the evaluation use it."""
-        cleared = self.screen.clears(self.screen.check.scores(features[:, list(SCREEN_COLUMNS)]))
-        scores = self.dermoscopy.scores(features)
-        return (~cleared & self.dermoscopy.refuses(scores), ~cleared & self.dermoscopy.lacks_lesion(scores), cleared)
 
     @property
     def reference(self) -> dict:

@@ -42,8 +42,8 @@ DERMOSCOPY_MAX_REFUSED_PER_SCORE = {"mixture": 0.003, "not_dermoscopy": 0.002, "
 #: end-to-end rows).
 INPUT_CHECKS_MAX_SHARE_OF_INVOKE = 0.10
 #: The learned checks' first stage clears a frame (no second stage) only when each of its three scores is at or
-#: below this quantile of the same score over the fit's dermoscopy: about this share of dermoscopy is cleared at
-#: half the cost, and everything less typical goes on to the full check. (0.95 cleared no more evaluated
+#: below this quantile of the same score over the fit's dermoscopy (all three together: about 79% of it), at about
+#: half the cost; everything less typical goes on to the full check. (0.95 cleared no more evaluated
 #: non-dermoscopy than 0.9; at 0.98 the first unseen photos were cleared: docs/input-checks.md.)
 SCREEN_CLEARS_QUANTILE = 0.90
 #: Input drift: the reference histograms have this many bins; warn once at least DRIFT_MIN_FRAMES frames were

@@ -309,19 +309,25 @@ def test_first_stage_is_the_same_statistics(mixed_frames):
 
 
 def test_two_stages_decide_as_the_full_check_where_the_screen_does_not_clear(mixed_frames, checks):
-    """The screen never refuses: a frame it does not clear is decided by the full check alone, and one it clears
-    passes the learned checks. `judge` (one frame, as the gate) and `judge_rows` (the evaluation) agree."""
-    rows = np.array([frame_features(px) for px in mixed_frames])
-    refused, no_lesion, cleared = checks.judge_rows(rows)
-    full = checks.dermoscopy.scores(rows)
-    assert np.array_equal(refused, ~cleared & checks.dermoscopy.refuses(full))
-    assert np.array_equal(no_lesion, ~cleared & checks.dermoscopy.lacks_lesion(full))
-    for px, r, n, c in zip(mixed_frames, refused, no_lesion, cleared, strict=True):
+    """The screen never refuses: a frame it does not clear is decided by the full check alone (on all the
+    statistics, computed from the first stage), and one it clears passes the learned checks."""
+    outcomes = []
+    for px in mixed_frames:
         v = checks.judge(first_stage(px))
-        assert (v.refused, v.no_lesion, v.cleared) == (r, n, c)
-        assert (v.features is None) == c  # the second stage only for frames the screen did not clear
-    assert cleared[:len(mixed_frames) - 12].any(), "no real ISIC frame was cleared by the first stage"
-    assert not cleared[-12:].any(), "a generated non-dermoscopy frame was cleared by the first stage"
+        features = frame_features(px)
+        scores = checks.dermoscopy.scores(features)[0]
+        screen_scores = checks.screen.check.scores(features[list(SCREEN_COLUMNS)])[0]
+        np.testing.assert_allclose(v.screen_scores, screen_scores, rtol=1e-12, atol=1e-12)
+        assert v.cleared == bool(checks.screen.clears(screen_scores))
+        if v.cleared:
+            assert v.features is None and v.scores is None and not v.refused and not v.no_lesion
+        else:  # the second stage only for frames the screen did not clear
+            assert np.array_equal(v.features, features) and np.array_equal(v.scores, scores)
+            d = checks.dermoscopy
+            assert (v.refused, v.no_lesion) == (d.refuses(scores), d.lacks_lesion(scores))
+        outcomes.append(v.cleared)
+    assert any(outcomes[:-12]), "no real ISIC frame was cleared by the first stage"
+    assert not any(outcomes[-12:]), "a generated non-dermoscopy frame was cleared by the first stage"
 
 
 def test_screen_clears_below_its_fitted_quantile(checks):
