@@ -21,7 +21,7 @@ import numpy as np
 
 from edge_sca.focus import sharpness
 from edge_sca.frame_stats import SATURATION, first_stage
-from edge_sca.input_checks import InputChecks
+from edge_sca.input_checks import InputChecks, LearnedVerdict
 from edge_sca.settings import QualitySettings
 
 DEFAULT_LIMITS = QualitySettings()
@@ -46,7 +46,7 @@ class QualityResult:
     `screen` holds the first stage's statistics (edge_sca.frame_stats.SCREEN_FEATURES), kept for the drift monitor;
     None when the gate stopped before computing them. `input_checks_ms` is what the learned checks took (the
     statistics and scores of one stage or both): the runtime reports it beside the invoke, whose tenth is its
-    budget; None when they did not run.
+    budget; None when they did not run. `learned` is their verdict (None when they did not run).
     """
 
     ok: bool
@@ -55,6 +55,7 @@ class QualityResult:
     measures: dict = field(default_factory=dict)
     screen: np.ndarray | None = None
     input_checks_ms: float | None = None
+    learned: LearnedVerdict | None = None
 
 
 def aspect_ratio(rgb: np.ndarray) -> float:
@@ -128,15 +129,16 @@ def check_quality(frame: np.ndarray, pixels: np.ndarray, checks: InputChecks,
     if refused:
         return QualityResult(False, Retake.NOT_DERMOSCOPY, "not a dermoscopy frame (its colour, layout and "
                              "texture are unlike every dermoscopy image the check was fitted on): place the "
-                             "dermoscope on the skin over the lesion", m, features, took)
+                             "dermoscope on the skin over the lesion", m, features, took, verdict)
     if no_lesion:
         return QualityResult(False, Retake.NO_LESION, "no lesion in view (the frame looks like skin without a "
-                             "lesion): centre the lesion", m, features, took)
+                             "lesion): centre the lesion", m, features, took, verdict)
     m["sharpness"] = sharpness(frame)
     if m["sharpness"] < checks.min_sharpness:
         return QualityResult(False, Retake.OUT_OF_FOCUS, f"out of focus (sharpness {m['sharpness']:.3f} < "
-                             f"{checks.min_sharpness:.3f}): press the dermoscope flat and refocus", m, features, took)
+                             f"{checks.min_sharpness:.3f}): press the dermoscope flat and refocus", m, features, took,
+                             verdict)
     if m["lesion_contrast"] < limits.min_lesion_contrast:
         return QualityResult(False, Retake.NO_LESION, f"no lesion in view (contrast {m['lesion_contrast']:.1f} < "
-                             f"{limits.min_lesion_contrast:.1f}): centre the lesion", m, features, took)
-    return QualityResult(True, None, None, m, features, took)
+                             f"{limits.min_lesion_contrast:.1f}): centre the lesion", m, features, took, verdict)
+    return QualityResult(True, None, None, m, features, took, verdict)

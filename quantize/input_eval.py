@@ -52,7 +52,7 @@ def judge(frames: Iterable[np.ndarray], checks: InputChecks, label: str, total: 
         pixels = preprocess(frame)
         q = check_quality(frame, pixels, checks)
         reasons[q.code.value if q.code else "passed"] += 1
-        verdict = checks.judge(first_stage(pixels))
+        verdict = q.learned or checks.judge(first_stage(pixels))  # the gate's, unless it stopped before
         not_derm += verdict.refused
         learned += verdict.refused or verdict.no_lesion
         second += not verdict.cleared

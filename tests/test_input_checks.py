@@ -345,7 +345,8 @@ def test_the_gate_records_which_stage_decided(lesions, checks):
     cleared = [q for q in gated if q.measures.get("screen_cleared")]
     assert cleared, "no real ISIC frame was cleared by the first stage"
     assert all("dermoscopy_scores" not in q.measures and q.input_checks_ms is not None for q in cleared)
+    assert all(q.learned is not None and q.learned.cleared for q in cleared)
     text = next(iter(negatives.generated("text", 1, seed=3)))
     q = check_quality(text, preprocess(text), checks)
-    assert q.code is Retake.NOT_DERMOSCOPY and q.measures["screen_cleared"] is False
+    assert q.code is Retake.NOT_DERMOSCOPY and q.measures["screen_cleared"] is False and q.learned.refused
     assert len(q.measures["dermoscopy_scores"]) == 3 and len(q.measures["screen_scores"]) == 3
